@@ -1,0 +1,81 @@
+//! The plugin's shared state: configuration, what we learned about the
+//! daemon at init, the stores, and the control queue. One `App` lives from
+//! collectd's init callback to its shutdown callback.
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crate::config::Config;
+use crate::control::Control;
+use crate::store::{NotificationRing, ValueStore};
+
+/// Facts about the running daemon, read once at init.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentInfo {
+    pub hostname: String,
+    /// collectd's global Interval, seconds.
+    pub interval: f64,
+    /// collectd's global Timeout (a metric expires after Timeout x interval).
+    pub timeout_factor: u32,
+    /// The directory collectd loads plugins from (where rest.so is).
+    pub plugin_dir: Option<PathBuf>,
+    /// The version of the collectd headers the plugin was built against.
+    pub collectd_version: String,
+}
+
+impl AgentInfo {
+    /// The plugins collectd could load: every `*.so` in the plugin directory.
+    pub fn available_plugins(&self) -> Vec<String> {
+        let Some(dir) = &self.plugin_dir else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".so"))
+                    .filter(|n| !n.is_empty())
+                    .map(String::from)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+pub struct App {
+    pub config: Config,
+    pub info: AgentInfo,
+    pub values: ValueStore,
+    pub notifications: NotificationRing,
+    pub control: Control,
+    started: Instant,
+}
+
+impl App {
+    pub fn new(config: Config, info: AgentInfo, control: Control) -> App {
+        App {
+            values: ValueStore::new(info.timeout_factor),
+            notifications: NotificationRing::new(config.notification_buffer_size),
+            config,
+            info,
+            control,
+            started: Instant::now(),
+        }
+    }
+
+    pub fn uptime(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// Wall-clock time as UNIX epoch seconds.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}

@@ -1,0 +1,297 @@
+//! Conversions between collectd's C structures and our owned types.
+
+use std::borrow::Cow;
+use std::ffi::{c_char, c_void, CStr};
+
+use crate::ffi;
+use crate::model::{
+    CdTime, ConfigItem, ConfigValue, DataSetLike, DataSource, DsType, Meta, MetaValue,
+    Notification, RawValue, Severity, ValueListRef,
+};
+
+/// A fixed-size C char array (NUL-terminated within it, or full) as text.
+/// Invalid UTF-8 is replaced (allocating only then).
+pub fn field(buf: &[c_char]) -> Cow<'_, str> {
+    // SAFETY: c_char and u8 have the same size and alignment; the slice
+    // covers the same memory.
+    let bytes: &[u8] = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), buf.len()) };
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
+}
+
+/// A C string pointer as text; NULL is "".
+///
+/// # Safety
+/// `p` is NULL or points to a NUL-terminated string valid for `'a`.
+pub unsafe fn cstr<'a>(p: *const c_char) -> Cow<'a, str> {
+    if p.is_null() {
+        Cow::Borrowed("")
+    } else {
+        // SAFETY: non-NULL and NUL-terminated per this function's contract.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy()
+    }
+}
+
+fn ds_type(t: i32) -> DsType {
+    match t as u32 {
+        ffi::DS_TYPE_COUNTER => DsType::Counter,
+        ffi::DS_TYPE_DERIVE => DsType::Derive,
+        ffi::DS_TYPE_ABSOLUTE => DsType::Absolute,
+        _ => DsType::Gauge,
+    }
+}
+
+/// A data set as collectd passes it to a write callback.
+pub struct HostDataSet<'a>(pub &'a ffi::data_set_t);
+
+impl HostDataSet<'_> {
+    fn sources(&self) -> &[ffi::data_source_t] {
+        if self.0.ds.is_null() || self.0.ds_num == 0 {
+            return &[];
+        }
+        // SAFETY: collectd's data_set_t holds `ds_num` data sources at `ds`,
+        // alive at least as long as the data set we borrow.
+        unsafe { std::slice::from_raw_parts(self.0.ds, self.0.ds_num) }
+    }
+}
+
+impl DataSetLike for HostDataSet<'_> {
+    fn type_name(&self) -> Cow<'_, str> {
+        field(&self.0.type_)
+    }
+    fn len(&self) -> usize {
+        self.sources().len()
+    }
+    fn ds_type(&self, i: usize) -> DsType {
+        ds_type(self.sources()[i].type_)
+    }
+    fn source(&self, i: usize) -> DataSource {
+        let s = &self.sources()[i];
+        DataSource {
+            name: field(&s.name).into(),
+            ds_type: ds_type(s.type_),
+            min: s.min,
+            max: s.max,
+        }
+    }
+}
+
+/// Borrows a value list; converts its meta data only if it has any.
+///
+/// # Safety
+/// `vl` is a value list collectd passed to a callback that is still running.
+pub unsafe fn value_list(vl: &ffi::value_list_t) -> ValueListRef<'_> {
+    let values: &[RawValue] = if vl.values.is_null() || vl.values_len == 0 {
+        &[]
+    } else {
+        // SAFETY: value_t is an 8-byte union of 8-byte integers/doubles and
+        // RawValue is a transparent u64; collectd guarantees `values_len`
+        // values at `values` for the duration of the callback.
+        unsafe { std::slice::from_raw_parts(vl.values.cast::<RawValue>(), vl.values_len) }
+    };
+    ValueListRef {
+        host: field(&vl.host),
+        plugin: field(&vl.plugin),
+        plugin_instance: field(&vl.plugin_instance),
+        type_: field(&vl.type_),
+        type_instance: field(&vl.type_instance),
+        values,
+        time: vl.time,
+        interval: vl.interval,
+        meta: if vl.meta.is_null() {
+            None
+        } else {
+            // SAFETY: a non-NULL meta pointer of the value list we borrow.
+            Some(unsafe { meta_data(vl.meta) })
+        },
+    }
+}
+
+/// Reads every key of a meta_data_t.
+///
+/// # Safety
+/// `md` is a valid meta_data_t for the duration of the call.
+unsafe fn meta_data(md: *mut ffi::meta_data_t) -> Meta {
+    let mut toc: *mut *mut c_char = std::ptr::null_mut();
+    // SAFETY: md is valid; meta_data_toc allocates `toc` and each key with
+    // malloc/strdup and returns how many there are (or < 0 on error).
+    let n = unsafe { ffi::meta_data_toc(md, &mut toc) };
+    if n <= 0 || toc.is_null() {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: toc holds n key pointers.
+        let key = unsafe { *toc.add(i) };
+        if key.is_null() {
+            continue;
+        }
+        // SAFETY: key is a valid C string from meta_data_toc; md is valid.
+        let value = unsafe { meta_value(md, key) };
+        // SAFETY: key is a NUL-terminated string we own until freed below.
+        let name = unsafe { cstr(key) }.into_owned();
+        // SAFETY: the key was allocated by strdup in meta_data_toc.
+        unsafe { libc::free(key.cast::<c_void>()) };
+        if let Some(v) = value {
+            out.push((name, v));
+        }
+    }
+    // SAFETY: the array was allocated by meta_data_toc with calloc.
+    unsafe { libc::free(toc.cast::<c_void>()) };
+    out
+}
+
+/// # Safety
+/// `md` is a valid meta_data_t and `key` a valid C string.
+unsafe fn meta_value(md: *mut ffi::meta_data_t, key: *const c_char) -> Option<MetaValue> {
+    // SAFETY: md and key are valid per this function's contract; each
+    // getter writes to a local of the matching type; a string getter's
+    // result is a strdup'ed copy (or NULL) that we free.
+    unsafe {
+        match ffi::meta_data_type(md, key) as u32 {
+            ffi::MD_TYPE_STRING => {
+                let mut s: *mut c_char = std::ptr::null_mut();
+                if ffi::meta_data_get_string(md, key, &mut s) != 0 || s.is_null() {
+                    return None;
+                }
+                let v = cstr(s).into_owned();
+                // meta_data_get_string returns a strdup'ed copy.
+                libc::free(s.cast::<c_void>());
+                Some(MetaValue::String(v))
+            }
+            ffi::MD_TYPE_SIGNED_INT => {
+                let mut v = 0i64;
+                (ffi::meta_data_get_signed_int(md, key, &mut v) == 0)
+                    .then_some(MetaValue::Signed(v))
+            }
+            ffi::MD_TYPE_UNSIGNED_INT => {
+                let mut v = 0u64;
+                (ffi::meta_data_get_unsigned_int(md, key, &mut v) == 0)
+                    .then_some(MetaValue::Unsigned(v))
+            }
+            ffi::MD_TYPE_DOUBLE => {
+                let mut v = 0f64;
+                (ffi::meta_data_get_double(md, key, &mut v) == 0).then_some(MetaValue::Double(v))
+            }
+            ffi::MD_TYPE_BOOLEAN => {
+                let mut v = false;
+                (ffi::meta_data_get_boolean(md, key, &mut v) == 0).then_some(MetaValue::Boolean(v))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn severity(s: i32) -> Severity {
+    match s as u32 {
+        ffi::NOTIF_FAILURE => Severity::Failure,
+        ffi::NOTIF_WARNING => Severity::Warning,
+        _ => Severity::Okay,
+    }
+}
+
+pub fn severity_to_c(s: Severity) -> i32 {
+    (match s {
+        Severity::Failure => ffi::NOTIF_FAILURE,
+        Severity::Warning => ffi::NOTIF_WARNING,
+        Severity::Okay => ffi::NOTIF_OKAY,
+    }) as i32
+}
+
+/// Copies a notification and its meta list.
+///
+/// # Safety
+/// `n` is a notification collectd passed to a callback that is still running.
+pub unsafe fn notification(n: &ffi::notification_t) -> Notification {
+    let mut meta = Vec::new();
+    let mut m = n.meta;
+    while !m.is_null() {
+        // SAFETY: a non-NULL node of the notification's meta list, which
+        // lives as long as the notification.
+        let node = unsafe { &*m };
+        // SAFETY: the union member read in each arm is the one `type_`
+        // names; a string member is a valid C string owned by the node.
+        let value = unsafe {
+            match node.type_ {
+                ffi::notification_meta_type_e_NM_TYPE_STRING => {
+                    MetaValue::String(cstr(node.nm_value.nm_string).into_owned())
+                }
+                ffi::notification_meta_type_e_NM_TYPE_SIGNED_INT => {
+                    MetaValue::Signed(node.nm_value.nm_signed_int)
+                }
+                ffi::notification_meta_type_e_NM_TYPE_UNSIGNED_INT => {
+                    MetaValue::Unsigned(node.nm_value.nm_unsigned_int)
+                }
+                ffi::notification_meta_type_e_NM_TYPE_DOUBLE => {
+                    MetaValue::Double(node.nm_value.nm_double)
+                }
+                _ => MetaValue::Boolean(node.nm_value.nm_boolean),
+            }
+        };
+        meta.push((field(&node.name).into_owned(), value));
+        m = node.next;
+    }
+    Notification {
+        severity: severity(n.severity),
+        time: n.time as CdTime,
+        message: field(&n.message).into_owned(),
+        host: field(&n.host).into_owned(),
+        plugin: field(&n.plugin).into_owned(),
+        plugin_instance: field(&n.plugin_instance).into_owned(),
+        type_: field(&n.type_).into_owned(),
+        type_instance: field(&n.type_instance).into_owned(),
+        meta,
+    }
+}
+
+/// Copies `s` into a C char array, cut to fit with a terminating NUL.
+pub fn fill(dst: &mut [c_char], s: &str) {
+    let n = s.len().min(dst.len().saturating_sub(1));
+    for (d, b) in dst.iter_mut().zip(s.as_bytes()[..n].iter()) {
+        *d = *b as c_char;
+    }
+    if let Some(d) = dst.get_mut(n) {
+        *d = 0;
+    }
+}
+
+/// Copies a configuration tree.
+///
+/// # Safety
+/// `ci` is a valid oconfig_item_t (as passed to a config callback).
+pub unsafe fn config_item(ci: &ffi::oconfig_item_t) -> ConfigItem {
+    let values: &[ffi::oconfig_value_t] = if ci.values.is_null() || ci.values_num <= 0 {
+        &[]
+    } else {
+        // SAFETY: the item holds `values_num` values at `values`.
+        unsafe { std::slice::from_raw_parts(ci.values, ci.values_num as usize) }
+    };
+    let children: &[ffi::oconfig_item_t] = if ci.children.is_null() || ci.children_num <= 0 {
+        &[]
+    } else {
+        // SAFETY: the item holds `children_num` children at `children`.
+        unsafe { std::slice::from_raw_parts(ci.children, ci.children_num as usize) }
+    };
+    ConfigItem {
+        // SAFETY: the key is a valid C string owned by the item.
+        key: unsafe { cstr(ci.key) }.into_owned(),
+        values: values
+            .iter()
+            .map(|v| {
+                // SAFETY: the union member read in each arm is the one the
+                // value's type names; strings are owned by the tree.
+                unsafe {
+                    match v.type_ as u32 {
+                        ffi::OCONFIG_TYPE_STRING => {
+                            ConfigValue::String(cstr(v.value.string).into_owned())
+                        }
+                        ffi::OCONFIG_TYPE_NUMBER => ConfigValue::Number(v.value.number),
+                        _ => ConfigValue::Boolean(v.value.boolean != 0),
+                    }
+                }
+            })
+            .collect(),
+        // SAFETY: each child is a valid item of the same tree.
+        children: children.iter().map(|c| unsafe { config_item(c) }).collect(),
+    }
+}

@@ -1,0 +1,111 @@
+//! The running collectd as the rest of the plugin sees it: facts read at
+//! init (`agent_info`) and the calls the control thread makes (`Daemon`).
+
+use std::ffi::{c_void, CString};
+use std::path::{Path, PathBuf};
+
+use super::convert::{cstr, fill, severity_to_c};
+use crate::app::AgentInfo;
+use crate::control::Collectd;
+use crate::ffi;
+use crate::model::{CdTime, Notification};
+
+/// The directory rest.so was loaded from: collectd's PluginDir (collectd
+/// has no getter for it, but it loads every plugin from there).
+fn plugin_dir() -> Option<PathBuf> {
+    // SAFETY: Dl_info is plain data; zero is a valid initial value.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let addr = super::module_register as *const c_void;
+    // SAFETY: `addr` is an address inside this shared object; dladdr only
+    // fills `info`, whose dli_fname stays valid while the object is loaded.
+    let found = unsafe { libc::dladdr(addr, &mut info) } != 0;
+    if !found || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname is a NUL-terminated path owned by the loader.
+    let file = unsafe { cstr(info.dli_fname) }.into_owned();
+    Path::new(&file).parent().map(Path::to_path_buf)
+}
+
+/// Reads the daemon's global settings. Called from the init callback, after
+/// collectd has read its configuration.
+pub fn agent_info() -> AgentInfo {
+    // SAFETY: collectd sets these globals while reading its config, before
+    // any init callback runs, and does not change them afterwards; we copy
+    // the values (and the hostname string) out.
+    let (hostname, interval, timeout) = unsafe {
+        (
+            cstr(ffi::hostname_g).into_owned(),
+            ffi::interval_g,
+            ffi::timeout_g,
+        )
+    };
+    AgentInfo {
+        hostname,
+        interval: crate::model::cdtime_to_secs(interval),
+        timeout_factor: timeout.max(1) as u32,
+        plugin_dir: plugin_dir(),
+        collectd_version: env!("COLLECTD_HEADERS_VERSION").to_string(),
+    }
+}
+
+/// collectd's BaseDir (global option), if set.
+pub fn base_dir() -> Option<PathBuf> {
+    // SAFETY: global_option_get takes a valid C string and returns a pointer
+    // to the option's value owned by collectd (or NULL).
+    let p = unsafe { ffi::global_option_get(c"BaseDir".as_ptr()) };
+    // SAFETY: p is NULL or a valid C string owned by collectd.
+    let dir = unsafe { cstr(p) }.into_owned();
+    (!dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// The daemon, for the control thread.
+pub struct Daemon;
+
+impl Collectd for Daemon {
+    fn dispatch_notification(&self, n: &Notification) -> Result<(), String> {
+        // SAFETY: notification_t is plain data (arrays, numbers, a NULL meta
+        // pointer); all-zero is its initial state (NOTIFICATION_INIT).
+        let mut c: ffi::notification_t = unsafe { std::mem::zeroed() };
+        c.severity = severity_to_c(n.severity);
+        c.time = n.time;
+        fill(&mut c.message, &n.message);
+        fill(&mut c.host, &n.host);
+        fill(&mut c.plugin, &n.plugin);
+        fill(&mut c.plugin_instance, &n.plugin_instance);
+        fill(&mut c.type_, &n.type_);
+        fill(&mut c.type_instance, &n.type_instance);
+        // SAFETY: `c` is a complete notification on our stack; collectd
+        // only reads it during the call.
+        let status = unsafe { ffi::plugin_dispatch_notification(&c) };
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(format!("plugin_dispatch_notification returned {status}"))
+        }
+    }
+
+    fn flush(&self, plugin: Option<&str>, timeout: CdTime, identifier: Option<&str>) -> i32 {
+        let plugin = plugin.map(c_string);
+        let identifier = identifier.map(c_string);
+        // SAFETY: each pointer is NULL or a C string alive across the call.
+        unsafe {
+            ffi::plugin_flush(
+                plugin.as_ref().map_or(std::ptr::null(), |p| p.as_ptr()),
+                timeout,
+                identifier.as_ref().map_or(std::ptr::null(), |i| i.as_ptr()),
+            )
+        }
+    }
+
+    fn is_loaded(&self, plugin: &str) -> bool {
+        let name = c_string(plugin);
+        // SAFETY: a valid C string; called only on the control thread, the
+        // one thread of ours that touches collectd's plugin tree.
+        unsafe { ffi::plugin_is_loaded(name.as_ptr()) }
+    }
+}

@@ -1,0 +1,344 @@
+//! The boundary with collectd: `module_register`, the callback trampolines,
+//! user_data ownership and the plugin's life cycle (config -> init ->
+//! shutdown). Every trampoline catches panics; nothing unwinds into C.
+//!
+//! Life cycle:
+//! - `module_register` (while collectd reads its config): install the log
+//!   bridge and panic hook; register config, init and shutdown callbacks.
+//! - config callback: parse `<Plugin rest>`; an error refuses the whole
+//!   config (collectd then exits).
+//! - init callback (after config, after daemonizing): create the App, register
+//!   write/notification/flush callbacks with the App as user_data, start the
+//!   control thread (plugin_thread_create) and the HTTP server, chain signals.
+//! - shutdown callback: stop the HTTP server, close the control queue, join
+//!   both.
+
+mod convert;
+mod daemon;
+mod logging;
+mod signals;
+
+use std::ffi::{c_char, c_int, c_void};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::app::App;
+use crate::config::{Config, STATE_SUBDIR};
+use crate::control::{Control, Worker};
+use crate::ffi;
+use crate::http::server::{self, Server};
+
+const NAME: &std::ffi::CStr = c"rest";
+
+/// What the plugin holds between callbacks.
+enum Phase {
+    /// module_register ran; `config` is what the config callback parsed.
+    Configured(Option<Config>),
+    /// The config callback refused the configuration.
+    ConfigFailed,
+    Running {
+        app: Arc<App>,
+        server: Server,
+        control_thread: libc::pthread_t,
+    },
+    Stopped,
+}
+
+static STATE: Mutex<Phase> = Mutex::new(Phase::Configured(None));
+
+/// Runs a callback body; a panic is logged (by the hook) and becomes -1.
+fn guard(what: &str, f: impl FnOnce() -> c_int) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(status) => status,
+        Err(_) => {
+            log::error!("the {what} callback panicked; returning an error to collectd");
+            -1
+        }
+    }
+}
+
+/// Called by collectd when it loads rest.so.
+#[no_mangle]
+pub extern "C" fn module_register() {
+    let _ = catch_unwind(|| {
+        logging::install();
+        // SAFETY: NAME is a static C string; the callbacks are extern "C"
+        // functions of this object, which collectd never unloads.
+        unsafe {
+            ffi::plugin_register_complex_config(NAME.as_ptr(), Some(config_cb));
+            ffi::plugin_register_init(NAME.as_ptr(), Some(init_cb));
+            ffi::plugin_register_shutdown(NAME.as_ptr(), Some(shutdown_cb));
+        }
+    });
+}
+
+unsafe extern "C" fn config_cb(ci: *mut ffi::oconfig_item_t) -> c_int {
+    guard("config", || {
+        if ci.is_null() {
+            return -1;
+        }
+        // SAFETY: collectd passes a valid config tree for this call.
+        let item = unsafe { convert::config_item(&*ci) };
+        let mut state = STATE.lock();
+        match (&*state, Config::from_item(&item)) {
+            (Phase::Configured(None), Ok(cfg)) => {
+                *state = Phase::Configured(Some(cfg));
+                0
+            }
+            (Phase::Configured(Some(_)), _) => {
+                log::error!("<Plugin rest> appears more than once; write one block");
+                *state = Phase::ConfigFailed;
+                -1
+            }
+            (_, Err(e)) => {
+                log::error!("configuration error: {e}");
+                *state = Phase::ConfigFailed;
+                -1
+            }
+            (_, Ok(_)) => -1,
+        }
+    })
+}
+
+unsafe extern "C" fn init_cb() -> c_int {
+    guard("init", || {
+        let mut state = STATE.lock();
+        let config = match &*state {
+            Phase::Configured(c) => c.clone().unwrap_or_default(),
+            Phase::ConfigFailed => {
+                log::error!("not starting: the <Plugin rest> block has errors (logged above)");
+                return -1;
+            }
+            // init callbacks may run again when collectd re-initializes
+            // plugins: we are already running.
+            Phase::Running { .. } => return 0,
+            Phase::Stopped => return -1,
+        };
+        match start(config) {
+            Ok(running) => {
+                *state = running;
+                0
+            }
+            Err(e) => {
+                log::error!("not starting: {e}");
+                -1
+            }
+        }
+    })
+}
+
+fn start(mut config: Config) -> Result<Phase, String> {
+    let info = daemon::agent_info();
+    let state_dir = match (&config.state_dir, daemon::base_dir()) {
+        (Some(d), _) => d.clone(),
+        (None, Some(base)) => base.join(STATE_SUBDIR),
+        (None, None) => return Err("StateDir is not set and collectd has no BaseDir".into()),
+    };
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&state_dir)
+            .map_err(|e| format!("StateDir {}: {e}", state_dir.display()))?;
+    }
+    config.state_dir = Some(state_dir);
+    let listeners = server::bind(&config.listen)?;
+    let (control, worker) = Control::new();
+    let app = Arc::new(App::new(config, info, control));
+
+    register_callbacks(&app)?;
+    let control_thread = start_control_thread(app.clone(), worker)?;
+    signals::install(&app);
+    let server = match Server::start(app.clone(), listeners) {
+        Ok(s) => s,
+        Err(e) => {
+            stop_control_thread(&app, control_thread);
+            return Err(format!("cannot start the HTTP server: {e}"));
+        }
+    };
+    let addrs: Vec<String> = server.addrs.iter().map(|a| a.to_string()).collect();
+    log::info!(
+        "REST API v1 listening on {} (collectd {}, host {})",
+        addrs.join(", "),
+        app.info.collectd_version,
+        app.info.hostname
+    );
+    Ok(Phase::Running {
+        app,
+        server,
+        control_thread,
+    })
+}
+
+/// A user_data that owns one reference to the App; collectd calls the free
+/// function when it drops the callback.
+fn user_data(app: &Arc<App>) -> ffi::user_data_t {
+    ffi::user_data_t {
+        data: Arc::into_raw(app.clone()) as *mut c_void,
+        free_func: Some(free_app),
+    }
+}
+
+unsafe extern "C" fn free_app(p: *mut c_void) {
+    if !p.is_null() {
+        // SAFETY: `p` came from Arc::into_raw in `user_data` and collectd
+        // frees each user_data exactly once.
+        drop(unsafe { Arc::from_raw(p as *const App) });
+    }
+}
+
+/// The App behind a callback's user_data.
+///
+/// # Safety
+/// `ud` is a user_data built by `user_data`, still registered.
+unsafe fn app_of<'a>(ud: *mut ffi::user_data_t) -> Option<&'a App> {
+    if ud.is_null() {
+        return None;
+    }
+    // SAFETY: per the contract, `data` is a live Arc<App> pointer that
+    // collectd keeps until it calls `free_app`, after the last callback.
+    unsafe { ((*ud).data as *const App).as_ref() }
+}
+
+fn register_callbacks(app: &Arc<App>) -> Result<(), String> {
+    let check = |what: &str, status: c_int| {
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(format!("registering the {what} callback failed ({status})"))
+        }
+    };
+    let ud = user_data(app);
+    // SAFETY: collectd copies the user_data struct and owns the App
+    // reference in it (freeing it with free_app); the callback is ours.
+    let s = unsafe { ffi::plugin_register_write(NAME.as_ptr(), Some(write_cb), &ud) };
+    check("write", s)?;
+    let ud = user_data(app);
+    // SAFETY: as above.
+    let s = unsafe { ffi::plugin_register_notification(NAME.as_ptr(), Some(notification_cb), &ud) };
+    check("notification", s)?;
+    let ud = user_data(app);
+    // SAFETY: as above.
+    let s = unsafe { ffi::plugin_register_flush(NAME.as_ptr(), Some(flush_cb), &ud) };
+    check("flush", s)
+}
+
+/// The write path: every value list collectd dispatches.
+unsafe extern "C" fn write_cb(
+    ds: *const ffi::data_set_t,
+    vl: *const ffi::value_list_t,
+    ud: *mut ffi::user_data_t,
+) -> c_int {
+    guard("write", || {
+        // SAFETY: collectd passes a registered user_data of ours.
+        let Some(app) = (unsafe { app_of(ud) }) else {
+            return -1;
+        };
+        if ds.is_null() || vl.is_null() {
+            return -1;
+        }
+        // SAFETY: collectd passes a valid data set and value list that stay
+        // alive and unchanged for the duration of this call.
+        let (ds, vl) = unsafe { (&*ds, convert::value_list(&*vl)) };
+        app.values.update(&convert::HostDataSet(ds), vl);
+        0
+    })
+}
+
+unsafe extern "C" fn notification_cb(
+    n: *const ffi::notification_t,
+    ud: *mut ffi::user_data_t,
+) -> c_int {
+    guard("notification", || {
+        // SAFETY: collectd passes a registered user_data of ours.
+        let Some(app) = (unsafe { app_of(ud) }) else {
+            return -1;
+        };
+        if n.is_null() {
+            return -1;
+        }
+        // SAFETY: a valid notification for the duration of this call.
+        let n = unsafe { convert::notification(&*n) };
+        app.notifications.push(n);
+        0
+    })
+}
+
+/// Our "flush": we hold no buffered output, so flushing drops expired
+/// values from memory at once.
+unsafe extern "C" fn flush_cb(
+    _timeout: ffi::cdtime_t,
+    _identifier: *const c_char,
+    ud: *mut ffi::user_data_t,
+) -> c_int {
+    guard("flush", || {
+        // SAFETY: collectd passes a registered user_data of ours.
+        if let Some(app) = unsafe { app_of(ud) } {
+            app.values.purge_expired();
+        }
+        0
+    })
+}
+
+/// The control thread's entry point (started by plugin_thread_create).
+unsafe extern "C" fn control_main(arg: *mut c_void) -> *mut c_void {
+    let _ = catch_unwind(|| {
+        // SAFETY: `arg` is the Box created in start_control_thread, handed
+        // to exactly this thread.
+        let boxed = unsafe { Box::from_raw(arg as *mut (Arc<App>, Worker)) };
+        let (app, worker) = *boxed;
+        worker.run(&app.control, &daemon::Daemon);
+    });
+    std::ptr::null_mut()
+}
+
+fn start_control_thread(app: Arc<App>, worker: Worker) -> Result<libc::pthread_t, String> {
+    let arg = Box::into_raw(Box::new((app, worker)));
+    let mut tid: ffi::pthread_t = 0;
+    // SAFETY: control_main takes ownership of `arg`; plugin_thread_create
+    // starts it in the current plugin context (rest's, during init).
+    let status = unsafe {
+        ffi::plugin_thread_create(
+            &mut tid,
+            Some(control_main),
+            arg.cast::<c_void>(),
+            c"rest control".as_ptr(),
+        )
+    };
+    if status != 0 {
+        // SAFETY: the thread was not created, so `arg` is still ours.
+        drop(unsafe { Box::from_raw(arg) });
+        return Err(format!("cannot start the control thread ({status})"));
+    }
+    Ok(tid as libc::pthread_t)
+}
+
+fn stop_control_thread(app: &App, tid: libc::pthread_t) {
+    app.control.close();
+    // SAFETY: `tid` is our joinable control thread, joined exactly once.
+    let status = unsafe { libc::pthread_join(tid, std::ptr::null_mut()) };
+    if status != 0 {
+        log::warn!("joining the control thread failed ({status})");
+    }
+}
+
+unsafe extern "C" fn shutdown_cb() -> c_int {
+    guard("shutdown", || {
+        let phase = std::mem::replace(&mut *STATE.lock(), Phase::Stopped);
+        if let Phase::Running {
+            app,
+            server,
+            control_thread,
+        } = phase
+        {
+            app.control.begin_shutdown();
+            server.stop();
+            stop_control_thread(&app, control_thread);
+            log::info!("REST API stopped");
+        }
+        0
+    })
+}

@@ -1,0 +1,83 @@
+//! Learning about shutdown before collectd starts tearing itself down.
+//!
+//! collectd's shutdown callbacks run last, after its read and write machinery
+//! is gone; a control operation racing with that touches freed lists. So we
+//! chain collectd's SIGTERM and SIGINT handlers: ours marks the control queue
+//! as stopping (an atomic store) and calls the previous handler.
+
+use std::ffi::{c_int, c_void};
+use std::sync::Arc;
+
+use once_cell::sync::OnceCell;
+
+use crate::app::App;
+
+static APP: OnceCell<Arc<App>> = OnceCell::new();
+static PREV_TERM: OnceCell<libc::sigaction> = OnceCell::new();
+static PREV_INT: OnceCell<libc::sigaction> = OnceCell::new();
+
+extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void) {
+    // Only async-signal-safe work here: atomic loads and stores, and a call
+    // to the handler that was installed before ours.
+    if let Some(app) = APP.get() {
+        app.control.begin_shutdown();
+    }
+    let prev = match sig {
+        libc::SIGTERM => PREV_TERM.get(),
+        libc::SIGINT => PREV_INT.get(),
+        _ => None,
+    };
+    let Some(prev) = prev else { return };
+    let handler = prev.sa_sigaction;
+    if handler == libc::SIG_IGN {
+        return;
+    }
+    if handler == libc::SIG_DFL {
+        // SAFETY: signal() and raise() are async-signal-safe; restoring the
+        // default disposition and re-raising terminates as it would have.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+        return;
+    }
+    if prev.sa_flags & libc::SA_SIGINFO != 0 {
+        // SAFETY: with SA_SIGINFO the previous handler has this signature.
+        let f: extern "C" fn(c_int, *mut libc::siginfo_t, *mut c_void) =
+            unsafe { std::mem::transmute(handler) };
+        f(sig, info, ctx);
+    } else {
+        // SAFETY: without SA_SIGINFO the previous handler is a plain
+        // `void (*)(int)`.
+        let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
+        f(sig);
+    }
+}
+
+/// Installs the chained handlers (once per process).
+pub fn install(app: &Arc<App>) {
+    if APP.set(app.clone()).is_err() {
+        return;
+    }
+    for (sig, slot) in [(libc::SIGTERM, &PREV_TERM), (libc::SIGINT, &PREV_INT)] {
+        // SAFETY: sigaction is plain data; zero is a valid initial value.
+        let mut new: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // Read the previous handler first, so that ours never runs without it.
+        // SAFETY: a NULL new action only queries the current one into `old`.
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            log::warn!("cannot read the handler of signal {sig}; shutdown is not chained");
+            continue;
+        }
+        let _ = slot.set(old);
+        new.sa_sigaction = on_signal as *const () as usize;
+        // Keep the previous handler's restart behaviour and mask.
+        new.sa_flags = libc::SA_SIGINFO | (old.sa_flags & libc::SA_RESTART);
+        new.sa_mask = old.sa_mask;
+        // SAFETY: `new` is fully initialized and on_signal is async-signal-safe.
+        if unsafe { libc::sigaction(sig, &new, std::ptr::null_mut()) } != 0 {
+            log::warn!("cannot chain signal {sig}; shutdown is not chained");
+        }
+    }
+}

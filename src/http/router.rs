@@ -1,0 +1,148 @@
+//! The route table and the one `match` that dispatches a request to its
+//! handler. The table is also what the OpenAPI test checks against the
+//! document in docs/openapi.json.
+
+use std::sync::Arc;
+
+use hyper::Response;
+
+use super::error::ApiError;
+use super::request::{percent_decode, ApiRequest};
+use super::{auth, handlers, Body};
+use crate::app::App;
+
+/// A route: a path template (`{name}` matches one non-empty segment) and the
+/// methods it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub path: &'static str,
+    pub methods: &'static [&'static str],
+}
+
+const fn r(path: &'static str, methods: &'static [&'static str]) -> RouteSpec {
+    RouteSpec { path, methods }
+}
+
+/// Every route the API serves.
+pub const ROUTES: &[RouteSpec] = &[
+    r("/v1/health", &["GET"]),
+    r("/v1/capabilities", &["GET"]),
+    r("/v1/openapi.json", &["GET"]),
+    r("/v1/metrics", &["GET"]),
+    r("/v1/values", &["GET"]),
+    r("/v1/values/{host}/{plugin}/{type}", &["GET"]),
+    r("/v1/notifications", &["GET", "POST"]),
+    r("/v1/flush", &["POST"]),
+];
+
+/// Finds the route for `path` and the decoded values of its `{params}`.
+fn find(path: &str) -> Result<(&'static RouteSpec, Vec<String>), ApiError> {
+    let segs: Vec<&str> = path.split('/').collect();
+    'routes: for spec in ROUTES {
+        let tpl: Vec<&str> = spec.path.split('/').collect();
+        if tpl.len() != segs.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        for (t, s) in tpl.iter().zip(&segs) {
+            if t.starts_with('{') {
+                if s.is_empty() {
+                    continue 'routes;
+                }
+                params.push(percent_decode(s, false)?);
+            } else if t != s {
+                continue 'routes;
+            }
+        }
+        return Ok((spec, params));
+    }
+    Err(ApiError::not_found(format!("no route {path}")))
+}
+
+pub async fn handle(app: &Arc<App>, req: ApiRequest) -> Response<Body> {
+    match dispatch(app, req).await {
+        Ok(resp) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, ApiError> {
+    let (spec, params) = find(&req.path)?;
+    let method = req.method.as_str();
+    if !spec.methods.contains(&method) {
+        return Err(ApiError::method_not_allowed(spec.methods.join(", ")));
+    }
+    auth::authorize(app, &req, auth::required_role(spec.path, method))?;
+    match (spec.path, method) {
+        ("/v1/health", "GET") => handlers::health(app, &req),
+        ("/v1/capabilities", "GET") => handlers::capabilities(app, &req).await,
+        ("/v1/openapi.json", "GET") => handlers::openapi(&req),
+        ("/v1/metrics", "GET") => handlers::metrics(app, &req),
+        ("/v1/values", "GET") => handlers::values(app, &req),
+        ("/v1/values/{host}/{plugin}/{type}", "GET") => handlers::value(app, &req, &params),
+        ("/v1/notifications", "GET") => handlers::notifications(app, &req),
+        ("/v1/notifications", "POST") => handlers::post_notification(app, &req).await,
+        ("/v1/flush", "POST") => handlers::flush(app, &req).await,
+        _ => Err(ApiError::internal(format!(
+            "route {} {} has no handler",
+            method, spec.path
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_routes_and_params() {
+        let (s, p) = find("/v1/values/h/cpu-0/cpu-idle").unwrap();
+        assert_eq!(s.path, "/v1/values/{host}/{plugin}/{type}");
+        assert_eq!(p, ["h", "cpu-0", "cpu-idle"]);
+        let (_, p) = find("/v1/values/a%20b/p/t").unwrap();
+        assert_eq!(p[0], "a b");
+        assert!(find("/v1/values/h//t").is_err());
+        assert!(find("/v1/health/").is_err());
+        assert!(find("/v1/nope").is_err());
+        assert_eq!(
+            find("/v1/values/%ff/p/t").unwrap_err().code,
+            "invalid_encoding"
+        );
+    }
+
+    /// Every route the router knows is in the OpenAPI document with each of
+    /// its methods, and the document promises no route the router lacks.
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: serde_json::Value = serde_json::from_str(super::super::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let paths = doc["paths"].as_object().unwrap();
+        for spec in ROUTES {
+            let item = paths
+                .get(spec.path)
+                .unwrap_or_else(|| panic!("{} is not in docs/openapi.json", spec.path));
+            for m in spec.methods {
+                assert!(
+                    item.get(m.to_lowercase()).is_some(),
+                    "{m} {} is not in docs/openapi.json",
+                    spec.path
+                );
+            }
+            for (k, _) in item.as_object().unwrap() {
+                if ["get", "put", "post", "delete", "patch"].contains(&k.as_str()) {
+                    assert!(
+                        spec.methods.contains(&k.to_uppercase().as_str()),
+                        "docs/openapi.json documents {k} {} which the router lacks",
+                        spec.path
+                    );
+                }
+            }
+        }
+        for p in paths.keys() {
+            assert!(
+                ROUTES.iter().any(|s| s.path == p),
+                "docs/openapi.json documents {p}, which the router lacks"
+            );
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! collectd-rest: a collectd plugin (rest.so) that serves a REST API from
+//! inside a running collectd.
+//!
+//! Layout (see docs/ARCHITECTURE.md):
+//! - `ffi`: bindings generated from the installed collectd headers;
+//! - `host`: the only code that calls into collectd (callbacks, conversions,
+//!   log bridge, control thread, signals);
+//! - `model`, `config`, `store`, `control`, `app`: FFI-free logic;
+//! - `http`: the server, router and handlers (no unsafe code).
+//!
+//! `ffi` and `host` are left out of unit-test builds: a test binary is not
+//! loaded by collectd, so collectd's symbols are not there to link against.
+#![deny(clippy::undocumented_unsafe_blocks)]
+
+pub mod app;
+pub mod config;
+pub mod control;
+#[cfg(not(test))]
+pub mod ffi;
+#[cfg(not(test))]
+mod host;
+pub mod http;
+pub mod model;
+pub mod store;

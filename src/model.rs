@@ -1,0 +1,465 @@
+//! Owned, FFI-free forms of what collectd hands us: data sets, value lists,
+//! meta data, notifications and configuration trees. `host` converts the C
+//! structures into these; everything else works on these.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+/// collectd's time unit: 2^-30 seconds (cdtime_t).
+pub type CdTime = u64;
+
+const CDTIME_PER_SEC: f64 = 1_073_741_824.0;
+
+pub fn cdtime_to_secs(t: CdTime) -> f64 {
+    t as f64 / CDTIME_PER_SEC
+}
+
+/// Seconds to cdtime_t; negative and non-finite inputs give 0.
+pub fn secs_to_cdtime(s: f64) -> CdTime {
+    if s.is_finite() && s > 0.0 {
+        (s * CDTIME_PER_SEC) as CdTime
+    } else {
+        0
+    }
+}
+
+/// The longest host/plugin/type field collectd stores (DATA_MAX_NAME_LEN - 1).
+pub const MAX_NAME_LEN: usize = 127;
+/// The longest notification message collectd stores (NOTIF_MAX_MSG_LEN - 1).
+pub const MAX_MESSAGE_LEN: usize = 255;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DsType {
+    Counter,
+    Gauge,
+    Derive,
+    Absolute,
+}
+
+impl DsType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DsType::Counter => "counter",
+            DsType::Gauge => "gauge",
+            DsType::Derive => "derive",
+            DsType::Absolute => "absolute",
+        }
+    }
+}
+
+/// One data source of a data set (a line of types.db).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSource {
+    pub name: Box<str>,
+    pub ds_type: DsType,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// A data set: the type name and its data sources.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataSet {
+    pub type_name: Box<str>,
+    pub sources: Box<[DataSource]>,
+}
+
+/// Read access to a data set, so that the write path can compare collectd's
+/// data set with the one a cached metric was created with, without copying it.
+pub trait DataSetLike {
+    fn type_name(&self) -> Cow<'_, str>;
+    fn len(&self) -> usize;
+    fn ds_type(&self, i: usize) -> DsType;
+    fn source(&self, i: usize) -> DataSource;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn to_owned_set(&self) -> DataSet {
+        DataSet {
+            type_name: self.type_name().into(),
+            sources: (0..self.len()).map(|i| self.source(i)).collect(),
+        }
+    }
+
+    /// True when `other` has the same shape (number and types of sources).
+    fn same_types(&self, other: &DataSet) -> bool {
+        self.len() == other.sources.len()
+            && (0..self.len()).all(|i| self.ds_type(i) == other.sources[i].ds_type)
+    }
+}
+
+impl DataSetLike for DataSet {
+    fn type_name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.type_name)
+    }
+    fn len(&self) -> usize {
+        self.sources.len()
+    }
+    fn ds_type(&self, i: usize) -> DsType {
+        self.sources[i].ds_type
+    }
+    fn source(&self, i: usize) -> DataSource {
+        self.sources[i].clone()
+    }
+}
+
+/// A raw collectd value (value_t): 8 bytes whose meaning the data source type
+/// gives. Gauges are stored as f64 bits, derives as i64 bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(transparent)]
+pub struct RawValue(pub u64);
+
+impl RawValue {
+    pub fn gauge(v: f64) -> Self {
+        RawValue(v.to_bits())
+    }
+    pub fn derive(v: i64) -> Self {
+        RawValue(v as u64)
+    }
+    pub fn as_gauge(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+    pub fn as_derive(self) -> i64 {
+        self.0 as i64
+    }
+}
+
+/// A typed meta data value (collectd's meta_data_t / notification meta).
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    String(String),
+    Signed(i64),
+    Unsigned(u64),
+    Double(f64),
+    Boolean(bool),
+}
+
+/// Meta data in collectd's order.
+pub type Meta = Vec<(String, MetaValue)>;
+
+/// A value list as the write callback sees it, borrowing collectd's memory.
+#[derive(Debug)]
+pub struct ValueListRef<'a> {
+    pub host: Cow<'a, str>,
+    pub plugin: Cow<'a, str>,
+    pub plugin_instance: Cow<'a, str>,
+    pub type_: Cow<'a, str>,
+    pub type_instance: Cow<'a, str>,
+    pub values: &'a [RawValue],
+    pub time: CdTime,
+    pub interval: CdTime,
+    /// Converted only when collectd attached meta data.
+    pub meta: Option<Meta>,
+}
+
+impl ValueListRef<'_> {
+    /// Writes the collectd identifier (host/plugin[-pi]/type[-ti]) into `out`.
+    pub fn write_identifier(&self, out: &mut String) {
+        write_identifier(
+            out,
+            [
+                &self.host,
+                &self.plugin,
+                &self.plugin_instance,
+                &self.type_,
+                &self.type_instance,
+            ],
+        );
+    }
+}
+
+/// Formats the five identifier fields the way collectd does (FORMAT_VL).
+pub fn write_identifier(out: &mut String, f: [&str; 5]) {
+    out.clear();
+    out.push_str(f[0]);
+    out.push('/');
+    out.push_str(f[1]);
+    if !f[2].is_empty() {
+        out.push('-');
+        out.push_str(f[2]);
+    }
+    out.push('/');
+    out.push_str(f[3]);
+    if !f[4].is_empty() {
+        out.push('-');
+        out.push_str(f[4]);
+    }
+}
+
+/// A metric's name: the identifier string and where each field lies in it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct MetricName {
+    id: Box<str>,
+    /// Byte lengths of host, plugin, plugin_instance, type, type_instance.
+    lens: [u8; 5],
+}
+
+impl MetricName {
+    /// Builds a name from the five fields; each must be at most 127 bytes
+    /// (collectd's limit), longer fields are cut at a character boundary.
+    pub fn new(fields: [&str; 5]) -> Self {
+        let fields = fields.map(|f| truncate(f, MAX_NAME_LEN));
+        let mut id = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
+        write_identifier(&mut id, fields);
+        MetricName {
+            id: id.into_boxed_str(),
+            lens: fields.map(|f| f.len() as u8),
+        }
+    }
+
+    pub fn identifier(&self) -> &str {
+        &self.id
+    }
+
+    fn field(&self, index: usize) -> &str {
+        let l = self.lens.map(usize::from);
+        let (start, len) = match index {
+            0 => (0, l[0]),
+            1 => (l[0] + 1, l[1]),
+            2 => (l[0] + 1 + l[1] + 1, l[2]),
+            3 => (l[0] + 1 + l[1] + usize::from(l[2] > 0) + l[2] + 1, l[3]),
+            _ => (
+                l[0] + 1 + l[1] + usize::from(l[2] > 0) + l[2] + 1 + l[3] + 1,
+                l[4],
+            ),
+        };
+        if len == 0 {
+            ""
+        } else {
+            &self.id[start..start + len]
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        self.field(0)
+    }
+    pub fn plugin(&self) -> &str {
+        self.field(1)
+    }
+    pub fn plugin_instance(&self) -> &str {
+        self.field(2)
+    }
+    pub fn type_(&self) -> &str {
+        self.field(3)
+    }
+    pub fn type_instance(&self) -> &str {
+        self.field(4)
+    }
+}
+
+impl fmt::Display for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+pub fn truncate(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Parses `host/plugin[-pi]/type[-ti]` as collectd's parse_identifier does:
+/// the first '-' of the plugin and type parts separates the instance.
+pub fn parse_identifier(s: &str) -> Option<[String; 5]> {
+    let mut parts = s.splitn(3, '/');
+    let host = parts.next()?;
+    let plugin = parts.next()?;
+    let type_ = parts.next()?;
+    if host.is_empty() || plugin.is_empty() || type_.is_empty() || type_.contains('/') {
+        return None;
+    }
+    let split = |p: &str| match p.split_once('-') {
+        Some((a, b)) => (a.to_string(), b.to_string()),
+        None => (p.to_string(), String::new()),
+    };
+    let (plugin, plugin_instance) = split(plugin);
+    let (type_, type_instance) = split(type_);
+    if plugin.is_empty() || type_.is_empty() {
+        return None;
+    }
+    let fields = [
+        host.to_string(),
+        plugin,
+        plugin_instance,
+        type_,
+        type_instance,
+    ];
+    if fields.iter().any(|f| f.len() > MAX_NAME_LEN) {
+        return None;
+    }
+    Some(fields)
+}
+
+/// A plugin name as collectd uses them for callbacks: 1-127 bytes of ASCII
+/// letters, digits, `_`, `-` and `.` (script plugins register `python.x`),
+/// not starting with `.` or `-`. No path separator, no NUL.
+pub fn valid_plugin_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && !name.starts_with(['.', '-'])
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Failure,
+    Warning,
+    Okay,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Failure => "failure",
+            Severity::Warning => "warning",
+            Severity::Okay => "okay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "failure" => Some(Severity::Failure),
+            "warning" => Some(Severity::Warning),
+            "okay" => Some(Severity::Okay),
+            _ => None,
+        }
+    }
+}
+
+/// A notification as collectd delivered it (or as we dispatch it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub severity: Severity,
+    pub time: CdTime,
+    pub message: String,
+    pub host: String,
+    pub plugin: String,
+    pub plugin_instance: String,
+    pub type_: String,
+    pub type_instance: String,
+    pub meta: Meta,
+}
+
+/// One value of a configuration item (oconfig_value_t).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigValue {
+    String(String),
+    Number(f64),
+    Boolean(bool),
+}
+
+impl fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigValue::String(s) => write!(f, "{s:?}"),
+            ConfigValue::Number(n) => write!(f, "{n}"),
+            ConfigValue::Boolean(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// A configuration item (oconfig_item_t) and its children.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct ConfigItem {
+    pub key: String,
+    pub values: Vec<ConfigValue>,
+    pub children: Vec<ConfigItem>,
+}
+
+/// Shared pointer to a data set; metrics of one type share one.
+pub type DataSetRef = Arc<DataSet>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_name_fields() {
+        let n = MetricName::new(["h", "cpu", "0", "cpu", "idle"]);
+        assert_eq!(n.identifier(), "h/cpu-0/cpu-idle");
+        assert_eq!(
+            [
+                n.host(),
+                n.plugin(),
+                n.plugin_instance(),
+                n.type_(),
+                n.type_instance()
+            ],
+            ["h", "cpu", "0", "cpu", "idle"]
+        );
+        let n = MetricName::new(["host.example", "load", "", "load", ""]);
+        assert_eq!(n.identifier(), "host.example/load/load");
+        assert_eq!(n.plugin_instance(), "");
+        assert_eq!(n.type_(), "load");
+        assert_eq!(n.type_instance(), "");
+        // dashes inside fields stay unambiguous
+        let n = MetricName::new(["a-b", "p-q", "", "t", "x-y"]);
+        assert_eq!(n.identifier(), "a-b/p-q/t-x-y");
+        assert_eq!(n.plugin(), "p-q");
+        assert_eq!(n.plugin_instance(), "");
+        assert_eq!(n.type_instance(), "x-y");
+        let n = MetricName::new(["h", "p", "", "t", "ti"]);
+        assert_eq!(n.type_(), "t");
+        assert_eq!(n.type_instance(), "ti");
+    }
+
+    #[test]
+    fn metric_name_truncates_long_fields() {
+        let long = "é".repeat(100); // 200 bytes
+        let n = MetricName::new([&long, "p", "", "t", ""]);
+        assert!(n.host().len() <= MAX_NAME_LEN);
+        assert!(n.host().chars().all(|c| c == 'é'));
+        assert_eq!(n.plugin(), "p");
+    }
+
+    #[test]
+    fn parse_identifier_like_collectd() {
+        assert_eq!(
+            parse_identifier("h/cpu-0/cpu-idle").unwrap(),
+            ["h", "cpu", "0", "cpu", "idle"].map(String::from)
+        );
+        assert_eq!(
+            parse_identifier("h/df-root-fs/df_complex-free").unwrap(),
+            ["h", "df", "root-fs", "df_complex", "free"].map(String::from)
+        );
+        assert_eq!(
+            parse_identifier("h/load/load").unwrap(),
+            ["h", "load", "", "load", ""].map(String::from)
+        );
+        for bad in ["", "h", "h/p", "h//t", "/p/t", "h/p/", "h/p/t/x", "h/-x/t"] {
+            assert!(parse_identifier(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn plugin_names() {
+        for ok in ["cpu", "write_prometheus", "python.foo", "a-b", "x1"] {
+            assert!(valid_plugin_name(ok), "{ok}");
+        }
+        let long = "a".repeat(128);
+        for bad in [
+            "", ".", "..", "../cpu", "a/b", "a\0b", "-x", "a b", "é", &long,
+        ] {
+            assert!(!valid_plugin_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cdtime_conversions() {
+        assert_eq!(cdtime_to_secs(1 << 30), 1.0);
+        assert_eq!(secs_to_cdtime(10.0), 10 << 30);
+        assert_eq!(secs_to_cdtime(-1.0), 0);
+        assert_eq!(secs_to_cdtime(f64::NAN), 0);
+    }
+}

@@ -1,0 +1,650 @@
+//! The latest value of every metric, with rates computed as collectd's value
+//! cache computes them (utils_cache.c), and expiry like collectd's (Timeout x
+//! interval without an update).
+//!
+//! The write callback runs on collectd's write threads for every value, so
+//! `update` is built to be cheap: the identifier is formatted into a
+//! thread-local buffer, the map is split into shards with a lock each, and an
+//! update of a known metric overwrites its values in place (no allocation, no
+//! syscall beyond the vDSO clock). A reader copies one shard at a time into a
+//! flat snapshot, so it holds any one lock only for a shard's worth of copying.
+
+use std::borrow::Borrow;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::model::{
+    cdtime_to_secs, CdTime, DataSet, DataSetLike, DsType, Meta, MetricName, RawValue, ValueListRef,
+};
+
+const SHARDS: usize = 64;
+
+/// Exact-match filters on the identifier fields; `None` matches anything.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    pub host: Option<String>,
+    pub plugin: Option<String>,
+    pub plugin_instance: Option<String>,
+    pub type_: Option<String>,
+    pub type_instance: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, n: &MetricName) -> bool {
+        fn ok(f: &Option<String>, v: &str) -> bool {
+            f.as_deref().is_none_or(|f| f == v)
+        }
+        ok(&self.host, n.host())
+            && ok(&self.plugin, n.plugin())
+            && ok(&self.plugin_instance, n.plugin_instance())
+            && ok(&self.type_, n.type_())
+            && ok(&self.type_instance, n.type_instance())
+    }
+}
+
+/// Map key: the metric name, looked up by its identifier string.
+struct Key(Arc<MetricName>);
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.identifier()
+    }
+}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.identifier().hash(state)
+    }
+}
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.identifier() == other.0.identifier()
+    }
+}
+impl Eq for Key {}
+
+struct Entry {
+    ds: Arc<DataSet>,
+    values: Box<[RawValue]>,
+    rates: Box<[f64]>,
+    time: CdTime,
+    interval: CdTime,
+    /// Monotonic nanoseconds (since the store's epoch) of the last update.
+    updated: u64,
+    meta: Option<Arc<Meta>>,
+}
+
+#[derive(Default)]
+struct ShardInner {
+    map: HashMap<Key, Entry>,
+    received: u64,
+    last_update: u64,
+}
+
+/// One lock per cache line, so that write threads on different shards do
+/// not share lines.
+#[repr(align(64))]
+#[derive(Default)]
+struct Shard(Mutex<ShardInner>);
+
+/// What `update` did with a value list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Update {
+    /// A metric seen for the first time.
+    New,
+    /// A known metric got a newer value.
+    Updated,
+    /// Not newer than the cached value: ignored, as collectd's cache does.
+    TooOld,
+    /// The value count does not match the data set: ignored.
+    Invalid,
+}
+
+pub struct ValueStore {
+    shards: Box<[Shard]>,
+    data_sets: Mutex<HashMap<Box<str>, Arc<DataSet>>>,
+    /// collectd's Timeout (global option): a metric expires after
+    /// `timeout * interval` without an update.
+    timeout_factor: u64,
+    epoch: Instant,
+}
+
+thread_local! {
+    static ID_BUF: RefCell<String> = RefCell::new(String::with_capacity(256));
+}
+
+/// One metric in a snapshot; its values live in the snapshot's flat arrays.
+#[derive(Clone, Debug)]
+pub struct SnapEntry {
+    pub name: Arc<MetricName>,
+    pub ds: Arc<DataSet>,
+    pub time: CdTime,
+    pub interval: CdTime,
+    pub meta: Option<Arc<Meta>>,
+    offset: u32,
+}
+
+/// A consistent copy of (part of) the store, sorted by identifier.
+#[derive(Default, Debug)]
+pub struct Snapshot {
+    pub entries: Vec<SnapEntry>,
+    values: Vec<RawValue>,
+    rates: Vec<f64>,
+}
+
+impl Snapshot {
+    pub fn values(&self, e: &SnapEntry) -> &[RawValue] {
+        let o = e.offset as usize;
+        &self.values[o..o + e.ds.sources.len()]
+    }
+    pub fn rates(&self, e: &SnapEntry) -> &[f64] {
+        let o = e.offset as usize;
+        &self.rates[o..o + e.ds.sources.len()]
+    }
+}
+
+/// Counters for /v1/health.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StoreStats {
+    pub values_received: u64,
+    /// Seconds since the last value arrived, if any arrived.
+    pub last_value_age: Option<f64>,
+}
+
+impl ValueStore {
+    pub fn new(timeout_factor: u32) -> Self {
+        ValueStore {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            data_sets: Mutex::new(HashMap::new()),
+            timeout_factor: u64::from(timeout_factor.max(1)),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        // Saturates after 584 years of uptime.
+        self.epoch.elapsed().as_nanos() as u64
+    }
+
+    fn shard_of(id: &str) -> usize {
+        // FNV-1a: cheap and good enough to spread identifiers over shards;
+        // the maps inside use SipHash against crafted names.
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in id.as_bytes() {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x100_0000_01b3);
+        }
+        (h as usize) % SHARDS
+    }
+
+    /// The write path: records `vl` (described by `ds`) as the latest value.
+    pub fn update<D: DataSetLike>(&self, ds: &D, vl: ValueListRef<'_>) -> Update {
+        if vl.values.len() != ds.len() || vl.values.is_empty() {
+            return Update::Invalid;
+        }
+        let now = self.now();
+        ID_BUF.with(|buf| {
+            let mut id = buf.borrow_mut();
+            vl.write_identifier(&mut id);
+            let shard = &self.shards[Self::shard_of(&id)];
+            let mut guard = shard.0.lock();
+            let inner = &mut *guard;
+            inner.received += 1;
+            inner.last_update = now;
+            if let Some(e) = inner.map.get_mut(id.as_str()) {
+                if ds.same_types(&e.ds) {
+                    if vl.time <= e.time {
+                        return Update::TooOld;
+                    }
+                    let dt = cdtime_to_secs(vl.time - e.time);
+                    for i in 0..vl.values.len() {
+                        let src = &e.ds.sources[i];
+                        let r = next_rate(src.ds_type, e.values[i], vl.values[i], dt);
+                        e.rates[i] = in_range(r, src.min, src.max);
+                        e.values[i] = vl.values[i];
+                    }
+                    e.time = vl.time;
+                    e.interval = vl.interval;
+                    e.updated = now;
+                    if let Some(m) = vl.meta {
+                        e.meta = Some(Arc::new(m));
+                    } else if e.meta.is_some() {
+                        e.meta = None;
+                    }
+                    return Update::Updated;
+                }
+                // The type's data set changed (types.db reloaded): start over.
+                inner.map.remove(id.as_str());
+            }
+            drop(guard);
+            // A new metric: build it outside the shard lock.
+            let data_set = self.data_set(ds);
+            let fields = [
+                &*vl.host,
+                &*vl.plugin,
+                &*vl.plugin_instance,
+                &*vl.type_,
+                &*vl.type_instance,
+            ];
+            let name = Arc::new(MetricName::new(fields));
+            let rates = (0..vl.values.len())
+                .map(|i| {
+                    let s = &data_set.sources[i];
+                    in_range(
+                        first_rate(s.ds_type, vl.values[i], vl.interval),
+                        s.min,
+                        s.max,
+                    )
+                })
+                .collect();
+            let entry = Entry {
+                ds: data_set,
+                values: vl.values.into(),
+                rates,
+                time: vl.time,
+                interval: vl.interval,
+                updated: now,
+                meta: vl.meta.map(Arc::new),
+            };
+            let mut inner = shard.0.lock();
+            // Another write thread may have inserted it meanwhile; collectd
+            // delivers one metric's values in order on the whole, keep newest.
+            match inner.map.get(id.as_str()) {
+                Some(e) if e.time >= entry.time => Update::TooOld,
+                _ => {
+                    inner.map.insert(Key(name), entry);
+                    Update::New
+                }
+            }
+        })
+    }
+
+    /// The shared data set for `ds`'s type, (re)built when it changed.
+    fn data_set<D: DataSetLike>(&self, ds: &D) -> Arc<DataSet> {
+        let type_name = ds.type_name();
+        let mut sets = self.data_sets.lock();
+        if let Some(s) = sets.get(&*type_name) {
+            if ds.same_types(s)
+                && (0..ds.len()).all(|i| {
+                    let o = ds.source(i);
+                    o.name == s.sources[i].name
+                        && o.min.to_bits() == s.sources[i].min.to_bits()
+                        && o.max.to_bits() == s.sources[i].max.to_bits()
+                })
+            {
+                return s.clone();
+            }
+        }
+        let set = Arc::new(ds.to_owned_set());
+        sets.insert(type_name.into(), set.clone());
+        set
+    }
+
+    fn expired(&self, e: &Entry, now: u64) -> bool {
+        let ttl_ns = (cdtime_to_secs(e.interval) * 1e9) as u64 * self.timeout_factor;
+        now.saturating_sub(e.updated) >= ttl_ns
+    }
+
+    /// Copies the live metrics that match `filter`, sorted by identifier.
+    /// `with_values` false copies only names and times (for /v1/metrics).
+    pub fn snapshot(&self, filter: &Filter, with_values: bool) -> Snapshot {
+        let mut snap = Snapshot::default();
+        let now = self.now();
+        for shard in self.shards.iter() {
+            let inner = shard.0.lock();
+            snap.entries.reserve(inner.map.len());
+            for (k, e) in inner.map.iter() {
+                if self.expired(e, now) || !filter.matches(&k.0) {
+                    continue;
+                }
+                snap.entries.push(SnapEntry {
+                    name: k.0.clone(),
+                    ds: e.ds.clone(),
+                    time: e.time,
+                    interval: e.interval,
+                    meta: e.meta.clone(),
+                    offset: snap.values.len() as u32,
+                });
+                if with_values {
+                    snap.values.extend_from_slice(&e.values);
+                    snap.rates.extend_from_slice(&e.rates);
+                }
+            }
+        }
+        snap.entries
+            .sort_unstable_by(|a, b| a.name.identifier().cmp(b.name.identifier()));
+        snap
+    }
+
+    /// The latest value of one metric, if it is live.
+    pub fn get(&self, identifier: &str) -> Option<Snapshot> {
+        let now = self.now();
+        let inner = self.shards[Self::shard_of(identifier)].0.lock();
+        let (k, e) = inner.map.get_key_value(identifier)?;
+        if self.expired(e, now) {
+            return None;
+        }
+        Some(Snapshot {
+            entries: vec![SnapEntry {
+                name: k.0.clone(),
+                ds: e.ds.clone(),
+                time: e.time,
+                interval: e.interval,
+                meta: e.meta.clone(),
+                offset: 0,
+            }],
+            values: e.values.to_vec(),
+            rates: e.rates.to_vec(),
+        })
+    }
+
+    /// Drops expired metrics; returns how many were dropped.
+    pub fn purge_expired(&self) -> usize {
+        let now = self.now();
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut inner = shard.0.lock();
+            let before = inner.map.len();
+            inner.map.retain(|_, e| !self.expired(e, now));
+            dropped += before - inner.map.len();
+        }
+        dropped
+    }
+
+    /// Number of metrics held (including expired ones not yet purged).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.0.lock().map.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let now = self.now();
+        let mut received = 0;
+        let mut last = None::<u64>;
+        for shard in self.shards.iter() {
+            let inner = shard.0.lock();
+            received += inner.received;
+            if inner.received > 0 {
+                last = Some(last.map_or(inner.last_update, |l| l.max(inner.last_update)));
+            }
+        }
+        StoreStats {
+            values_received: received,
+            last_value_age: last.map(|l| now.saturating_sub(l) as f64 / 1e9),
+        }
+    }
+}
+
+/// collectd's counter_diff: a counter that went down wrapped at 32 or 64 bits.
+pub fn counter_diff(old: u64, new: u64) -> u64 {
+    if old > new {
+        if old <= u64::from(u32::MAX) {
+            (u64::from(u32::MAX) - old) + new + 1
+        } else {
+            (u64::MAX - old).wrapping_add(new).wrapping_add(1)
+        }
+    } else {
+        new - old
+    }
+}
+
+/// The rate of a metric's first value (uc_insert).
+pub fn first_rate(t: DsType, v: RawValue, interval: CdTime) -> f64 {
+    match t {
+        DsType::Gauge => v.as_gauge(),
+        DsType::Absolute if interval > 0 => v.0 as f64 / cdtime_to_secs(interval),
+        _ => f64::NAN,
+    }
+}
+
+/// The rate between two values `dt` seconds apart (uc_update).
+pub fn next_rate(t: DsType, old: RawValue, new: RawValue, dt: f64) -> f64 {
+    match t {
+        DsType::Gauge => new.as_gauge(),
+        DsType::Counter => counter_diff(old.0, new.0) as f64 / dt,
+        DsType::Derive => new.as_derive().wrapping_sub(old.as_derive()) as f64 / dt,
+        DsType::Absolute => new.0 as f64 / dt,
+    }
+}
+
+/// uc_check_range: a rate outside the data source's min/max is NaN.
+fn in_range(r: f64, min: f64, max: f64) -> f64 {
+    if r < min || r > max {
+        f64::NAN
+    } else {
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DataSource;
+    use std::borrow::Cow;
+
+    fn ds(type_name: &str, sources: &[(&str, DsType)]) -> DataSet {
+        DataSet {
+            type_name: type_name.into(),
+            sources: sources
+                .iter()
+                .map(|(n, t)| DataSource {
+                    name: (*n).into(),
+                    ds_type: *t,
+                    min: if *t == DsType::Gauge { f64::NAN } else { 0.0 },
+                    max: f64::NAN,
+                })
+                .collect(),
+        }
+    }
+
+    fn vl<'a>(
+        fields: [&'a str; 5],
+        values: &'a [RawValue],
+        time_s: u64,
+        interval_s: u64,
+    ) -> ValueListRef<'a> {
+        ValueListRef {
+            host: Cow::Borrowed(fields[0]),
+            plugin: Cow::Borrowed(fields[1]),
+            plugin_instance: Cow::Borrowed(fields[2]),
+            type_: Cow::Borrowed(fields[3]),
+            type_instance: Cow::Borrowed(fields[4]),
+            values,
+            time: time_s << 30,
+            interval: interval_s << 30,
+            meta: None,
+        }
+    }
+
+    #[test]
+    fn new_update_too_old() {
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let f = ["h", "p", "", "gauge", ""];
+        let v1 = [RawValue::gauge(1.5)];
+        assert_eq!(s.update(&g, vl(f, &v1, 100, 10)), Update::New);
+        let v2 = [RawValue::gauge(2.5)];
+        assert_eq!(s.update(&g, vl(f, &v2, 110, 10)), Update::Updated);
+        assert_eq!(s.update(&g, vl(f, &v1, 110, 10)), Update::TooOld);
+        assert_eq!(s.update(&g, vl(f, &v1, 105, 10)), Update::TooOld);
+        let snap = s.get("h/p/gauge").unwrap();
+        let e = &snap.entries[0];
+        assert_eq!(snap.values(e), &v2);
+        assert_eq!(snap.rates(e), &[2.5]);
+        assert_eq!(e.time, 110 << 30);
+        assert_eq!(s.stats().values_received, 4);
+        assert!(s.stats().last_value_age.unwrap() < 10.0);
+        assert_eq!(s.update(&g, vl(f, &[], 120, 10)), Update::Invalid);
+    }
+
+    #[test]
+    fn rates_like_collectd() {
+        let s = ValueStore::new(2);
+        let d = ds(
+            "mixed",
+            &[
+                ("c", DsType::Counter),
+                ("d", DsType::Derive),
+                ("a", DsType::Absolute),
+                ("g", DsType::Gauge),
+            ],
+        );
+        let f = ["h", "p", "i", "mixed", "x"];
+        let v1 = [
+            RawValue(100),
+            RawValue::derive(1000),
+            RawValue(50),
+            RawValue::gauge(7.0),
+        ];
+        s.update(&d, vl(f, &v1, 100, 10));
+        let snap = s.get("h/p-i/mixed-x").unwrap();
+        let r = snap.rates(&snap.entries[0]);
+        assert!(r[0].is_nan() && r[1].is_nan());
+        assert_eq!(r[2], 5.0); // absolute / interval
+        assert_eq!(r[3], 7.0);
+
+        let v2 = [
+            RawValue(300),
+            RawValue::derive(900),
+            RawValue(20),
+            RawValue::gauge(8.0),
+        ];
+        s.update(&d, vl(f, &v2, 110, 10));
+        let snap = s.get("h/p-i/mixed-x").unwrap();
+        let r = snap.rates(&snap.entries[0]);
+        assert_eq!(r[0], 20.0);
+        assert!(r[1].is_nan(), "negative derive rate is below min 0 -> NaN");
+        assert_eq!(r[2], 2.0);
+        assert_eq!(r[3], 8.0);
+    }
+
+    #[test]
+    fn counter_wraps() {
+        assert_eq!(counter_diff(10, 15), 5);
+        assert_eq!(counter_diff(u64::from(u32::MAX) - 1, 3), 5);
+        assert_eq!(counter_diff(u64::MAX - 1, 3), 5);
+    }
+
+    #[test]
+    fn data_set_change_replaces_entry() {
+        let s = ValueStore::new(2);
+        let f = ["h", "p", "", "t", ""];
+        let one = ds("t", &[("value", DsType::Gauge)]);
+        let two = ds("t", &[("rx", DsType::Derive), ("tx", DsType::Derive)]);
+        s.update(&one, vl(f, &[RawValue::gauge(1.0)], 100, 10));
+        let vals = [RawValue::derive(1), RawValue::derive(2)];
+        assert_eq!(s.update(&two, vl(f, &vals, 110, 10)), Update::New);
+        let snap = s.get("h/p/t").unwrap();
+        assert_eq!(snap.entries[0].ds.sources.len(), 2);
+        assert_eq!(snap.values(&snap.entries[0]), &vals);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn snapshot_sorted_filtered() {
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        for (i, host) in ["b", "a", "c"].iter().enumerate() {
+            for p in ["x", "y"] {
+                let v = [RawValue::gauge(i as f64)];
+                s.update(&g, vl([host, p, "", "gauge", ""], &v, 100, 10));
+            }
+        }
+        let all = s.snapshot(&Filter::default(), true);
+        let ids: Vec<_> = all.entries.iter().map(|e| e.name.identifier()).collect();
+        assert_eq!(
+            ids,
+            [
+                "a/x/gauge",
+                "a/y/gauge",
+                "b/x/gauge",
+                "b/y/gauge",
+                "c/x/gauge",
+                "c/y/gauge"
+            ]
+        );
+        assert_eq!(all.values(&all.entries[0]), &[RawValue::gauge(1.0)]);
+        let f = Filter {
+            plugin: Some("y".into()),
+            ..Default::default()
+        };
+        let ys = s.snapshot(&f, false);
+        assert_eq!(ys.entries.len(), 3);
+        assert!(ys.entries.iter().all(|e| e.name.plugin() == "y"));
+    }
+
+    #[test]
+    fn expiry_follows_timeout_times_interval() {
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let one = [RawValue::gauge(1.0)];
+        let mut v = vl(["h", "p", "", "gauge", ""], &one, 100, 0);
+        v.interval = 1 << 20; // ~1 ms
+        s.update(&g, v);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while s.get("h/p/gauge").is_some() {
+            assert!(Instant::now() < deadline, "metric never expired");
+            std::thread::yield_now();
+        }
+        assert!(s.snapshot(&Filter::default(), true).entries.is_empty());
+        assert_eq!(s.purge_expired(), 1);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn meta_is_kept_and_replaced() {
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let f = ["h", "p", "", "gauge", ""];
+        let one = [RawValue::gauge(1.0)];
+        let mut v = vl(f, &one, 100, 10);
+        v.meta = Some(vec![(
+            "k".into(),
+            crate::model::MetaValue::String("v".into()),
+        )]);
+        s.update(&g, v);
+        let snap = s.get("h/p/gauge").unwrap();
+        assert_eq!(snap.entries[0].meta.as_ref().unwrap()[0].0, "k");
+        s.update(&g, vl(f, &[RawValue::gauge(1.0)], 110, 10));
+        assert!(s.get("h/p/gauge").unwrap().entries[0].meta.is_none());
+    }
+
+    #[test]
+    fn concurrent_writers_and_readers() {
+        let s = Arc::new(ValueStore::new(2));
+        let g = Arc::new(ds("gauge", &[("value", DsType::Gauge)]));
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let (s, g) = (s.clone(), g.clone());
+                std::thread::spawn(move || {
+                    for t in 1..50u64 {
+                        for m in 0..100 {
+                            let pi = format!("{w}-{m}");
+                            let v = [RawValue::gauge(t as f64)];
+                            s.update(&*g, vl(["h", "p", &pi, "gauge", ""], &v, t, 10));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..20 {
+            let snap = s.snapshot(&Filter::default(), true);
+            assert!(snap.entries.len() <= 400);
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+        let snap = s.snapshot(&Filter::default(), true);
+        assert_eq!(snap.entries.len(), 400);
+        for e in &snap.entries {
+            assert_eq!(snap.values(e), &[RawValue::gauge(49.0)]);
+        }
+    }
+}

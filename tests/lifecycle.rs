@@ -1,0 +1,130 @@
+//! Start-up, configuration errors and shutdown of the plugin inside collectd.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use common::{free_port, Collectd, Setup};
+
+#[test]
+fn sigterm_stops_collectd_promptly_with_status_zero() {
+    let mut c = Collectd::start(Setup::default().load(&["load"]).rest("HeartbeatInterval 1"));
+    // Some traffic in flight first.
+    assert_eq!(c.get("/v1/values").status, 200);
+    let t = Instant::now();
+    let status = c.terminate(Duration::from_secs(10));
+    let took = t.elapsed();
+    assert!(status.success(), "exit status {status}\n{}", c.all_output());
+    assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
+    let log = c.log();
+    assert!(log.contains("rest: REST API stopped"), "{log}");
+    assert!(!log.contains("panic"), "{log}");
+    // The port is closed.
+    assert!(common::try_request(c.port, "GET", "/v1/health", &[], b"").is_err());
+}
+
+/// A config the plugin refuses: collectd must not start, and the log must
+/// name the offending key.
+fn assert_refused(rest_block: &str, key: &str, why: &str) {
+    let setup = Setup {
+        listen: false,
+        ..Setup::default()
+    }
+    .rest(rest_block);
+    let mut c = Collectd::spawn(setup, free_port());
+    let status = c.wait_exit(Duration::from_secs(15));
+    assert!(!status.success(), "collectd accepted {rest_block:?}");
+    let out = c.all_output();
+    let line = out
+        .lines()
+        .find(|l| l.contains("rest: configuration error"))
+        .unwrap_or_else(|| panic!("no configuration error logged for {rest_block:?}:\n{out}"));
+    assert!(line.contains(key), "{line} should name {key}");
+    assert!(line.contains(why), "{line} should say {why}");
+}
+
+#[test]
+fn config_errors_refuse_to_start_and_name_the_key() {
+    let port = free_port();
+    assert_refused("Bogus 1", "Bogus", "unknown option");
+    assert_refused(
+        &format!("Listen \"127.0.0.1\" \"{port}\"\nHistorySize \"ten\""),
+        "HistorySize",
+        "expected a number",
+    );
+    assert_refused("HistorySize 0", "HistorySize", "expected an integer");
+    assert_refused(
+        "Listen \"no.such.address\" \"9196\"",
+        "Listen",
+        "bad address",
+    );
+    assert_refused("Listen \"127.0.0.1\" \"70000\"", "Listen", "bad port");
+    assert_refused(
+        "Listen \"0.0.0.0\" \"9196\"",
+        "Listen",
+        "not a loopback address",
+    );
+    assert_refused("StateDir \"relative\"", "StateDir", "absolute");
+    assert_refused(
+        "MaxRequestBytes 10",
+        "MaxRequestBytes",
+        "expected an integer",
+    );
+    assert_refused("AuthToken \"admin\" \"x\"", "AuthToken", "not supported");
+}
+
+#[test]
+fn busy_port_fails_init_with_a_clear_log_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let c = Collectd::spawn(Setup::default(), port);
+    let line = c.wait_log("rest: not starting");
+    assert!(line.contains(&format!("Listen 127.0.0.1:{port}")), "{line}");
+    assert!(line.contains("in use"), "{line}");
+    // collectd itself keeps running without the plugin.
+    c.wait_log("Initialization complete");
+    assert!(!c.exited());
+}
+
+#[test]
+fn serves_every_listen_address_including_ipv6() {
+    let v4 = free_port();
+    let v6 = free_port();
+    let setup = Setup {
+        listen: false,
+        ..Setup::default()
+    }
+    .rest(&format!(
+        "Listen \"127.0.0.1\" \"{v4}\"\nListen \"::1\" {v6}"
+    ));
+    let c = Collectd::spawn(setup, v4);
+    common::wait_for("both listeners", Duration::from_secs(15), || {
+        let a = common::try_request(v4, "GET", "/v1/health", &[], b"").ok()?;
+        let s = std::net::TcpStream::connect(("::1", v6)).ok()?;
+        drop(s);
+        (a.status == 200).then_some(())
+    });
+    // A request over IPv6.
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("::1", v6)).unwrap();
+    s.write_all(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let r = common::parse_response(&raw).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["status"], "ok");
+    let line = c.wait_log("REST API v1 listening on");
+    assert!(line.contains(&format!("[::1]:{v6}")), "{line}");
+    drop(c);
+}
+
+#[test]
+fn state_dir_is_created_private() {
+    let c = Collectd::start(Setup::default());
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(c.dir.join("rest")).expect("default StateDir <BaseDir>/rest");
+    assert!(meta.is_dir());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+}
