@@ -20,21 +20,31 @@ pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/collectd";
 pub const TYPES_DB: &str = "/usr/share/collectd/types.db";
 pub const HOSTNAME: &str = "testhost";
 
-/// The plugin built by this `cargo test` run (target/<profile>/deps/librest.so).
+/// The plugin to test: `$REST_PLUGIN_SO` if set, else the one cargo built
+/// beside this binary (`cargo test` leaves it in target/<profile>/deps;
+/// `cargo build` copies it up to target/<profile>).
 pub fn plugin_so() -> PathBuf {
+    if let Some(p) = std::env::var_os("REST_PLUGIN_SO") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().expect("current_exe");
-    // target/<profile>/deps/<test binary>; cargo test builds the cdylib
-    // next to it (it does not copy it up to target/<profile>).
-    let deps = exe
-        .parent()
-        .expect("test binary under target/<profile>/deps");
-    let so = deps.join("librest.so");
-    assert!(
-        so.is_file(),
-        "the plugin {} was not built; run the tests with `cargo test` from the repository",
-        so.display()
-    );
-    so
+    let dir = exe.parent().expect("binary in a directory");
+    let candidates = [
+        dir.join("librest.so"),
+        dir.join("../deps/librest.so"),
+        dir.join("../librest.so"),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "the plugin librest.so was not built next to {}; run `cargo test` \
+                 (or `cargo build`) from the repository, or set REST_PLUGIN_SO",
+                exe.display()
+            )
+        })
 }
 
 pub fn require_tools() {
