@@ -128,3 +128,68 @@ fn state_dir_is_created_private() {
     assert!(meta.is_dir());
     assert_eq!(meta.permissions().mode() & 0o777, 0o700);
 }
+
+/// examples/collectd.conf runs as examples/run.sh runs it (a private
+/// PluginDir and BaseDir around an Include of the example), on a free port.
+#[test]
+fn the_example_config_works() {
+    common::require_tools();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(repo.join("examples/collectd.conf")).unwrap();
+    let port = free_port();
+    assert!(
+        example.contains("Listen \"127.0.0.1\" \"9196\""),
+        "the example serves 9196"
+    );
+    let example = example.replace("\"9196\"", &format!("\"{port}\""));
+    let dir = common::temp_dir("example");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for line in example.lines() {
+        if let Some(p) = line.strip_prefix("LoadPlugin ") {
+            let p = p.trim();
+            let src = if p == "rest" {
+                common::plugin_so()
+            } else {
+                std::path::Path::new(common::SYSTEM_PLUGIN_DIR).join(format!("{p}.so"))
+            };
+            std::fs::copy(&src, plugins.join(format!("{p}.so"))).unwrap();
+        }
+    }
+    std::fs::write(dir.join("example.conf"), example).unwrap();
+    let conf = dir.join("collectd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "BaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\nPluginDir \"{d}/plugins\"\n\
+             Include \"{d}/example.conf\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Collectd::launch(Setup::default(), port, dir, &conf);
+    if let Err(out) = c.wait_ready() {
+        panic!("the example did not start:\n{out}");
+    }
+    let cap = c.get("/v1/capabilities").json();
+    let loaded = cap["plugins"]["loaded"].as_array().unwrap();
+    for p in [
+        "cpu",
+        "load",
+        "memory",
+        "interface",
+        "unixsock",
+        "logfile",
+        "rest",
+    ] {
+        assert!(loaded.iter().any(|x| x == p), "{p} not loaded: {cap}");
+    }
+    common::wait_for("interface lo values", Duration::from_secs(30), || {
+        let v = c
+            .get("/v1/values?plugin=interface&plugin_instance=lo")
+            .json();
+        (!v["values"].as_array()?.is_empty()).then_some(())
+    });
+    let status = c.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{}", c.all_output());
+}

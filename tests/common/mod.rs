@@ -228,10 +228,15 @@ impl Collectd {
 
     pub fn spawn_in(setup: Setup, port: u16, dir: PathBuf) -> Collectd {
         let conf = setup.prepare(&dir, port);
+        Self::launch(setup, port, dir, &conf)
+    }
+
+    /// Starts `collectd -f -C conf` for a directory prepared by the caller.
+    pub fn launch(setup: Setup, port: u16, dir: PathBuf, conf: &Path) -> Collectd {
         let child = Command::new(COLLECTD)
             .arg("-f")
             .arg("-C")
-            .arg(&conf)
+            .arg(conf)
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 std::fs::File::create(dir.join("stdout.txt")).unwrap(),
@@ -263,7 +268,7 @@ impl Collectd {
         c
     }
 
-    fn wait_ready(&self) -> Result<(), String> {
+    pub fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Ok(r) = try_request(self.port, "GET", "/v1/health", &[], b"") {
