@@ -21,6 +21,19 @@ pub struct AgentInfo {
     pub plugin_dir: Option<PathBuf>,
     /// The version of the collectd headers the plugin was built against.
     pub collectd_version: String,
+    /// Fault injection for tests (env COLLECTD_REST_FAULT_PLUGIN): values
+    /// and notifications of this plugin make our callbacks panic, and so
+    /// does a request filtering on it, to prove that panics are contained.
+    pub fault_plugin: Option<String>,
+}
+
+impl AgentInfo {
+    /// Panics if `plugin` is the fault-injection plugin (tests only).
+    pub fn fault_check(&self, plugin: &str) {
+        if self.fault_plugin.as_deref() == Some(plugin) {
+            panic!("injected fault for plugin {plugin:?}");
+        }
+    }
 }
 
 impl AgentInfo {

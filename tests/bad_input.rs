@@ -175,3 +175,38 @@ fn clients_that_vanish_or_stall_cost_nothing() {
     assert!(!c.exited());
     assert!(!c.log().contains("panic"), "{}", c.log());
 }
+
+/// With fault injection on (COLLECTD_REST_FAULT_PLUGIN), values and
+/// notifications of plugin "boom" make our callbacks panic, and so does a
+/// request filtering on it: each panic is logged with its place, collectd gets
+/// an error status or the client a 500, and everything else goes on.
+#[test]
+fn panics_are_contained() {
+    let c = Collectd::start(Setup::default().env("COLLECTD_REST_FAULT_PLUGIN", "boom"));
+    let r = c.unixsock(&format!("PUTVAL \"{HOSTNAME}/boom/gauge\" interval=10 N:1"));
+    assert!(r[0].starts_with("0 "), "{r:?}");
+    let line = c.wait_log("the write callback panicked");
+    assert!(line.contains("rest:"), "{line}");
+    let log = c.log();
+    assert!(
+        log.contains("panic at src/app.rs") && log.contains("injected fault"),
+        "the panic's place and message are logged:\n{log}"
+    );
+    let r = c.unixsock(&format!(
+        "PUTNOTIF severity=okay time={} plugin=boom message=x",
+        common::unix_now()
+    ));
+    assert!(r[0].starts_with("0 "), "{r:?}");
+    c.wait_log("the notification callback panicked");
+    c.get("/v1/values?plugin=boom")
+        .assert_error(500, "internal_error");
+    // Still serving, still receiving.
+    let r = c.unixsock(&format!("PUTVAL \"{HOSTNAME}/fine/gauge\" interval=10 N:2"));
+    assert!(r[0].starts_with("0 "), "{r:?}");
+    common::wait_for("a value after the panics", Duration::from_secs(10), || {
+        let v = c.get("/v1/values?plugin=fine").json();
+        (v["values"].as_array()?.len() == 1).then_some(())
+    });
+    assert!(c.get("/v1/values?plugin=boom").status == 500);
+    assert!(!c.exited());
+}

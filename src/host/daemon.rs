@@ -46,6 +46,9 @@ pub fn agent_info() -> AgentInfo {
         timeout_factor: timeout.max(1) as u32,
         plugin_dir: plugin_dir(),
         collectd_version: env!("COLLECTD_HEADERS_VERSION").to_string(),
+        fault_plugin: std::env::var("COLLECTD_REST_FAULT_PLUGIN")
+            .ok()
+            .filter(|p| !p.is_empty()),
     }
 }
 

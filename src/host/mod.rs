@@ -243,6 +243,9 @@ unsafe extern "C" fn write_cb(
         // SAFETY: collectd passes a valid data set and value list that stay
         // alive and unchanged for the duration of this call.
         let (ds, vl) = unsafe { (&*ds, convert::value_list(&*vl)) };
+        if app.info.fault_plugin.is_some() {
+            app.info.fault_check(&vl.plugin);
+        }
         app.values.update(&convert::HostDataSet(ds), vl);
         0
     })
@@ -262,6 +265,7 @@ unsafe extern "C" fn notification_cb(
         }
         // SAFETY: a valid notification for the duration of this call.
         let n = unsafe { convert::notification(&*n) };
+        app.info.fault_check(&n.plugin);
         app.notifications.push(n);
         0
     })

@@ -112,7 +112,11 @@ pub fn metrics(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
 
 pub fn values(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     let q = req.query(&FILTER_KEYS)?;
-    let snap = app.values.snapshot(&value_filter(&q), true);
+    let filter = value_filter(&q);
+    if let Some(p) = &filter.plugin {
+        app.info.fault_check(p);
+    }
+    let snap = app.values.snapshot(&filter, true);
     #[derive(Serialize)]
     struct Out<'a> {
         values: Vec<ValueListJson<'a>>,

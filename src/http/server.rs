@@ -163,8 +163,15 @@ fn serve_connection(app: &Arc<App>, graceful: &GracefulShutdown, stream: tokio::
     let _ = stream.set_nodelay(true);
     let app = app.clone();
     let svc = service_fn(move |req| {
-        let app = app.clone();
-        async move { Ok::<_, Infallible>(serve_request(app, req).await) }
+        // Each request runs as a task of its own, so that a panic in a
+        // handler is answered with a 500 instead of a dropped connection.
+        let task = tokio::spawn(serve_request(app.clone(), req));
+        async move {
+            Ok::<_, Infallible>(task.await.unwrap_or_else(|_| {
+                ApiError::internal("the request failed inside the plugin; see collectd's log")
+                    .into_response()
+            }))
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

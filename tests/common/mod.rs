@@ -114,6 +114,8 @@ pub struct Setup {
     /// Whether to add the Listen line for the chosen port.
     pub listen: bool,
     pub interval: f64,
+    /// Environment variables for the collectd process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Setup {
@@ -125,6 +127,7 @@ impl Default for Setup {
             rest: String::new(),
             listen: true,
             interval: 1.0,
+            env: Vec::new(),
         }
     }
 }
@@ -142,6 +145,10 @@ impl Setup {
     pub fn rest(mut self, text: &str) -> Self {
         self.rest.push_str(text);
         self.rest.push('\n');
+        self
+    }
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
     pub fn interval(mut self, s: f64) -> Self {
@@ -237,6 +244,7 @@ impl Collectd {
             .arg("-f")
             .arg("-C")
             .arg(conf)
+            .envs(setup.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::from(
                 std::fs::File::create(dir.join("stdout.txt")).unwrap(),
