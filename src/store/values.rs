@@ -68,6 +68,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 struct Entry {
+    name: Arc<MetricName>,
     ds: Arc<DataSet>,
     values: Box<[RawValue]>,
     rates: Box<[f64]>,
@@ -78,12 +79,70 @@ struct Entry {
     meta: Option<Arc<Meta>>,
 }
 
+/// A shard: entries in a slab (stable slot numbers, so that a reader can
+/// copy them in short batches, releasing the lock in between) and an index
+/// from identifier to slot.
 #[derive(Default)]
 struct ShardInner {
-    map: HashMap<Key, Entry>,
+    index: HashMap<Key, u32>,
+    slots: Vec<Option<Entry>>,
+    free: Vec<u32>,
     received: u64,
     last_update: u64,
 }
+
+impl ShardInner {
+    fn get(&self, id: &str) -> Option<&Entry> {
+        let slot = *self.index.get(id)?;
+        self.slots[slot as usize].as_ref()
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
+        let slot = *self.index.get(id)?;
+        self.slots[slot as usize].as_mut()
+    }
+
+    /// Inserts or replaces the entry for `e.name`.
+    fn insert(&mut self, e: Entry) {
+        if let Some(&slot) = self.index.get(e.name.identifier()) {
+            self.slots[slot as usize] = Some(e);
+            return;
+        }
+        let key = Key(e.name.clone());
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(e);
+                s
+            }
+            None => {
+                self.slots.push(Some(e));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+    }
+
+    fn remove_slot(&mut self, slot: usize) {
+        if let Some(e) = self.slots[slot].take() {
+            self.index.remove(e.name.identifier());
+            self.free.push(slot as u32);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(&slot) = self.index.get(id) {
+            self.remove_slot(slot as usize);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+/// Entries a reader copies per hold of a shard lock: bounds how long a full
+/// read can keep a write thread waiting (a few tens of microseconds).
+const READ_BATCH: usize = 128;
 
 /// One lock per cache line, so that write threads on different shards do
 /// not share lines.
@@ -134,6 +193,9 @@ pub struct Snapshot {
     pub entries: Vec<SnapEntry>,
     values: Vec<RawValue>,
     rates: Vec<f64>,
+    /// The longest time this snapshot held one shard lock: what it may have
+    /// made a write thread wait (measured, for the benchmark).
+    pub max_lock_hold: std::time::Duration,
 }
 
 impl Snapshot {
@@ -195,7 +257,7 @@ impl ValueStore {
             let inner = &mut *guard;
             inner.received += 1;
             inner.last_update = now;
-            if let Some(e) = inner.map.get_mut(id.as_str()) {
+            if let Some(e) = inner.get_mut(id.as_str()) {
                 if ds.same_types(&e.ds) {
                     if vl.time <= e.time {
                         return Update::TooOld;
@@ -218,7 +280,7 @@ impl ValueStore {
                     return Update::Updated;
                 }
                 // The type's data set changed (types.db reloaded): start over.
-                inner.map.remove(id.as_str());
+                inner.remove(id.as_str());
             }
             drop(guard);
             // A new metric: build it outside the shard lock.
@@ -242,6 +304,7 @@ impl ValueStore {
                 })
                 .collect();
             let entry = Entry {
+                name,
                 ds: data_set,
                 values: vl.values.into(),
                 rates,
@@ -253,10 +316,10 @@ impl ValueStore {
             let mut inner = shard.0.lock();
             // Another write thread may have inserted it meanwhile; collectd
             // delivers one metric's values in order on the whole, keep newest.
-            match inner.map.get(id.as_str()) {
+            match inner.get(id.as_str()) {
                 Some(e) if e.time >= entry.time => Update::TooOld,
                 _ => {
-                    inner.map.insert(Key(name), entry);
+                    inner.insert(entry);
                     Update::New
                 }
             }
@@ -293,26 +356,45 @@ impl ValueStore {
     /// `with_values` false copies only names and times (for /v1/metrics).
     pub fn snapshot(&self, filter: &Filter, with_values: bool) -> Snapshot {
         let mut snap = Snapshot::default();
+        // Allocate before taking any lock: growing (and first touching) large
+        // buffers under a shard lock is what would stall writers.
+        let expected = self.len() + self.len() / 16 + 16;
+        snap.entries.reserve(expected);
+        if with_values {
+            snap.values.reserve(expected * 2);
+            snap.rates.reserve(expected * 2);
+        }
         let now = self.now();
         for shard in self.shards.iter() {
-            let inner = shard.0.lock();
-            snap.entries.reserve(inner.map.len());
-            for (k, e) in inner.map.iter() {
-                if self.expired(e, now) || !filter.matches(&k.0) {
-                    continue;
+            let mut pos = 0;
+            loop {
+                let inner = shard.0.lock();
+                let held = Instant::now();
+                let end = (pos + READ_BATCH).min(inner.slots.len());
+                for e in inner.slots[pos..end].iter().flatten() {
+                    if self.expired(e, now) || !filter.matches(&e.name) {
+                        continue;
+                    }
+                    snap.entries.push(SnapEntry {
+                        name: e.name.clone(),
+                        ds: e.ds.clone(),
+                        time: e.time,
+                        interval: e.interval,
+                        meta: e.meta.clone(),
+                        offset: snap.values.len() as u32,
+                    });
+                    if with_values {
+                        snap.values.extend_from_slice(&e.values);
+                        snap.rates.extend_from_slice(&e.rates);
+                    }
                 }
-                snap.entries.push(SnapEntry {
-                    name: k.0.clone(),
-                    ds: e.ds.clone(),
-                    time: e.time,
-                    interval: e.interval,
-                    meta: e.meta.clone(),
-                    offset: snap.values.len() as u32,
-                });
-                if with_values {
-                    snap.values.extend_from_slice(&e.values);
-                    snap.rates.extend_from_slice(&e.rates);
+                let more = end < inner.slots.len();
+                drop(inner);
+                snap.max_lock_hold = snap.max_lock_hold.max(held.elapsed());
+                if !more {
+                    break;
                 }
+                pos = end;
             }
         }
         snap.entries
@@ -324,13 +406,13 @@ impl ValueStore {
     pub fn get(&self, identifier: &str) -> Option<Snapshot> {
         let now = self.now();
         let inner = self.shards[Self::shard_of(identifier)].0.lock();
-        let (k, e) = inner.map.get_key_value(identifier)?;
+        let e = inner.get(identifier)?;
         if self.expired(e, now) {
             return None;
         }
         Some(Snapshot {
             entries: vec![SnapEntry {
-                name: k.0.clone(),
+                name: e.name.clone(),
                 ds: e.ds.clone(),
                 time: e.time,
                 interval: e.interval,
@@ -339,6 +421,7 @@ impl ValueStore {
             }],
             values: e.values.to_vec(),
             rates: e.rates.to_vec(),
+            max_lock_hold: Default::default(),
         })
     }
 
@@ -348,16 +431,22 @@ impl ValueStore {
         let mut dropped = 0;
         for shard in self.shards.iter() {
             let mut inner = shard.0.lock();
-            let before = inner.map.len();
-            inner.map.retain(|_, e| !self.expired(e, now));
-            dropped += before - inner.map.len();
+            for slot in 0..inner.slots.len() {
+                if inner.slots[slot]
+                    .as_ref()
+                    .is_some_and(|e| self.expired(e, now))
+                {
+                    inner.remove_slot(slot);
+                    dropped += 1;
+                }
+            }
         }
         dropped
     }
 
     /// Number of metrics held (including expired ones not yet purged).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().map.len()).sum()
+        self.shards.iter().map(|s| s.0.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -596,6 +685,43 @@ mod tests {
         assert!(s.snapshot(&Filter::default(), true).entries.is_empty());
         assert_eq!(s.purge_expired(), 1);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn batched_reads_see_every_metric_once() {
+        // ~300 metrics per shard: every shard is read in several batches.
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let v = [RawValue::gauge(1.0)];
+        let n = SHARDS * READ_BATCH * 2 + 7;
+        let names: Vec<String> = (0..n).map(|i| format!("p{i}")).collect();
+        for p in &names {
+            s.update(&g, vl(["h", p, "", "gauge", ""], &v, 100, 10));
+        }
+        let snap = s.snapshot(&Filter::default(), true);
+        assert_eq!(snap.entries.len(), n);
+        let mut ids: Vec<_> = snap.entries.iter().map(|e| e.name.identifier()).collect();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "no metric twice");
+        assert!(snap.max_lock_hold > std::time::Duration::ZERO);
+    }
+
+    #[test]
+    fn removed_slots_are_reused() {
+        let s = ValueStore::new(2);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let one = ds("gauge", &[("a", DsType::Derive), ("b", DsType::Derive)]);
+        let f = ["h", "p", "", "gauge", ""];
+        s.update(&g, vl(f, &[RawValue::gauge(1.0)], 100, 10));
+        // a data set change removes and re-inserts the metric
+        let two = [RawValue::derive(1), RawValue::derive(2)];
+        s.update(&one, vl(f, &two, 110, 10));
+        s.update(&one, vl(["h", "q", "", "gauge", ""], &two, 110, 10));
+        assert_eq!(s.len(), 2);
+        let shard = s.shards[ValueStore::shard_of("h/p/gauge")].0.lock();
+        assert_eq!(shard.slots.len(), shard.len(), "the freed slot was reused");
+        drop(shard);
+        assert_eq!(s.snapshot(&Filter::default(), true).entries.len(), 2);
     }
 
     #[test]
