@@ -89,11 +89,12 @@ fn main() {
         .allowlist_function("meta_data_(toc|type|get_.*)")
         .allowlist_function("uc_get_rate_by_name")
         .allowlist_function("fc_.*")
+        .allowlist_function("oconfig_parse_file|oconfig_free")
         .allowlist_var("hostname_g")
         .allowlist_var("interval_g")
         .allowlist_var("timeout_g")
         // Types and constants.
-        .allowlist_type("value_list_t|data_set_t|notification_t|oconfig_item_t|plugin_ctx_t|user_data_t|cdtime_t")
+        .allowlist_type("value_list_t|data_set_t|notification_t|oconfig_item_t|plugin_ctx_t|user_data_t|cdtime_t|match_proc_t")
         .allowlist_var("DS_TYPE_.*|NOTIF_.*|LOG_.*|MD_TYPE_.*|OCONFIG_TYPE_.*|DATA_MAX_NAME_LEN|FC_.*")
         .blocklist_function("plugin_dispatch_multivalue")
         .layout_tests(false)

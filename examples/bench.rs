@@ -10,7 +10,7 @@
 //! ```
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
-//! `--part a|b|all` (default all). The report goes to stdout; progress
+//! `--part a|b|c|all` (default all). The report goes to stdout; progress
 //! lines go to stderr. The default run takes 1-2 minutes (most of it is
 //! waiting for collectd-tg to fill collectd, about 10-25 s per size).
 //!
@@ -73,6 +73,14 @@
 //!
 //! Part B panics with the reason if collectd, collectd-tg or
 //! write_prometheus.so is missing, or if the fill does not complete.
+//!
+//! # Part C: plugin operations
+//!
+//! One collectd with `load` from collectd.conf (interval 1 s); 8 plugins are
+//! loaded through the API (PUT), then 1000 rounds of disable, enable and
+//! restart run back to back. Reported: p50/p99/max latency of each kind of
+//! operation from request to 200, and the largest gap between two reads of
+//! `load` meanwhile (1 s means the churn delayed no read).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -112,11 +120,12 @@ const NETWORK_SO: &str = "/usr/lib/collectd/network.so";
 enum Part {
     A,
     B,
+    C,
     All,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|all]");
+    eprintln!("usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|c|all]");
     std::process::exit(2)
 }
 
@@ -156,9 +165,10 @@ fn parse_args() -> (Vec<usize>, Part) {
                 part = match value().to_ascii_lowercase().as_str() {
                     "a" => Part::A,
                     "b" => Part::B,
+                    "c" => Part::C,
                     "all" => Part::All,
                     other => {
-                        eprintln!("--part: {other:?} is not a, b or all");
+                        eprintln!("--part: {other:?} is not a, b, c or all");
                         usage()
                     }
                 }
@@ -183,17 +193,123 @@ fn main() {
         match part {
             Part::A => "a",
             Part::B => "b",
+            Part::C => "c",
             Part::All => "all",
         },
         cpus,
         cpu_model()
     );
-    if part != Part::B {
+    if matches!(part, Part::A | Part::All) {
         part_a(&sizes, cpus);
     }
-    if part != Part::A {
+    if matches!(part, Part::B | Part::All) {
         part_b(&sizes);
     }
+    if matches!(part, Part::C | Part::All) {
+        part_c();
+    }
+}
+
+/// PART C: plugin operations inside a real collectd (8 plugins loaded
+/// through the API, then 1000 rounds of disable/enable/restart). Latency of each
+/// operation from request to 200 (HTTP, control thread, collectd's calls,
+/// the plugin's own init, and the wait for collectd's read threads to be
+/// between reads), and whether a churn of operations delays the reads of
+/// another plugin (`load`, from collectd.conf, every 1 s).
+fn part_c() {
+    println!();
+    println!("PART C: plugin operations inside one real collectd");
+    let fresh = [
+        "cpu",
+        "memory",
+        "uptime",
+        "processes",
+        "interface",
+        "df",
+        "entropy",
+        "contextswitch",
+    ];
+    let mut setup = common::Setup::default().load(&["load"]);
+    setup.copy = fresh.iter().map(|s| s.to_string()).collect();
+    let c = common::Collectd::start(setup);
+    let json = [("Content-Type", "application/json")];
+    let timed = |method: &str, path: &str, body: &str| -> f64 {
+        let t = Instant::now();
+        let r = c.request(method, path, &json, body.as_bytes());
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(r.status, 200, "{method} {path}: {}", r.text());
+        ms
+    };
+    // The first load of each plugin (a plugin is loaded once per process).
+    let mut load: Vec<f64> = fresh
+        .iter()
+        .map(|p| timed("PUT", &format!("/v1/plugins/{p}"), "{\"interval\": 1}"))
+        .collect();
+    // Read pacing of `load` while operations churn, watched from a thread.
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let port = c.port;
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut times: Vec<f64> = Vec::new();
+            let id = format!("/v1/values/{}/load/load", common::HOSTNAME);
+            while !stop.load(Ordering::Relaxed) {
+                let r = common::request(port, "GET", &id, &[], b"");
+                if r.status == 200 {
+                    let t = r.json()["time"].as_f64().unwrap_or(0.0);
+                    if times.last() != Some(&t) {
+                        times.push(t);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            times
+        })
+    };
+    let (mut disable, mut enable, mut restart) = (Vec::new(), Vec::new(), Vec::new());
+    let started = Instant::now();
+    for round in 0..1000 {
+        let p = fresh[round % fresh.len()];
+        disable.push(timed("POST", &format!("/v1/plugins/{p}/disable"), ""));
+        enable.push(timed("POST", &format!("/v1/plugins/{p}/enable"), ""));
+        restart.push(timed("POST", &format!("/v1/plugins/{p}/restart"), ""));
+    }
+    let churn_s = started.elapsed().as_secs_f64();
+    // Let load read a few more times after the churn.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let times = watcher.join().expect("watcher");
+    println!(
+        "  {} plugins loaded, then 1000 rounds of disable/enable/restart in {churn_s:.1} s",
+        fresh.len()
+    );
+    println!("  operation          n    p50 ms    p99 ms    max ms");
+    for (name, v) in [
+        ("load (PUT)", &mut load),
+        ("disable", &mut disable),
+        ("enable", &mut enable),
+        ("restart", &mut restart),
+    ] {
+        v.sort_by(f64::total_cmp);
+        let pct = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        println!(
+            "  {name:<14} {:>5} {:>9.2} {:>9.2} {:>9.2}",
+            v.len(),
+            pct(0.5),
+            pct(0.99),
+            v[v.len() - 1]
+        );
+    }
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let max_gap = gaps.iter().copied().fold(0.0, f64::max);
+    println!(
+        "  load (interval 1 s) during the churn: {} reads, largest gap between two reads {:.3} s",
+        times.len(),
+        max_gap
+    );
 }
 
 fn cpu_model() -> String {

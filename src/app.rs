@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::Config;
 use crate::control::Control;
+use crate::plugins::Manager;
 use crate::store::{NotificationRing, ValueStore};
 
 /// Facts about the running daemon, read once at init.
@@ -39,24 +40,10 @@ impl AgentInfo {
 impl AgentInfo {
     /// The plugins collectd could load: every `*.so` in the plugin directory.
     pub fn available_plugins(&self) -> Vec<String> {
-        let Some(dir) = &self.plugin_dir else {
-            return Vec::new();
-        };
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return Vec::new();
-        };
-        let mut names: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                e.file_name()
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".so"))
-                    .filter(|n| !n.is_empty())
-                    .map(String::from)
-            })
-            .collect();
-        names.sort();
-        names
+        self.plugin_dir
+            .as_deref()
+            .map(crate::plugins::installed)
+            .unwrap_or_default()
     }
 }
 
@@ -66,14 +53,18 @@ pub struct App {
     pub values: ValueStore,
     pub notifications: NotificationRing,
     pub control: Control,
+    pub plugins: Manager,
     started: Instant,
 }
 
 impl App {
+    /// `config.state_dir` must be resolved (Some) by now.
     pub fn new(config: Config, info: AgentInfo, control: Control) -> App {
+        let state_dir = config.state_dir.clone().unwrap_or_default();
         App {
             values: ValueStore::new(info.timeout_factor),
             notifications: NotificationRing::new(config.notification_buffer_size),
+            plugins: Manager::new(info.plugin_dir.clone(), &state_dir),
             config,
             info,
             control,

@@ -13,9 +13,12 @@ use std::sync::mpsc;
 
 use parking_lot::Mutex;
 
-use crate::model::{CdTime, Notification};
+use crate::model::{CdTime, ConfigItem, Notification};
 
-/// What the control thread may ask of the collectd daemon.
+/// What the control thread may ask of the collectd daemon. The plugin
+/// operations (`crate::plugins`) are built from the last group of calls;
+/// `host` implements them with collectd's exported functions, in the
+/// sequences recorded in shared/notes/collectd-runtime.md.
 pub trait Collectd {
     /// plugin_dispatch_notification.
     fn dispatch_notification(&self, n: &Notification) -> Result<(), String>;
@@ -23,9 +26,33 @@ pub trait Collectd {
     fn flush(&self, plugin: Option<&str>, timeout: CdTime, identifier: Option<&str>) -> i32;
     /// plugin_is_loaded: whether `plugin` (the name of a .so) is loaded.
     fn is_loaded(&self, plugin: &str) -> bool;
+
+    /// Parses configuration text with collectd's own parser (oconfig),
+    /// without following includes or applying anything.
+    fn parse_config(&self, text: &str) -> Result<ConfigItem, String>;
+    /// Applies a runtime configuration file (cf_read).
+    fn read_config(&self, text: &str) -> Result<(), String>;
+    /// Calls the module_register of an already loaded plugin again, in a
+    /// plugin context with `interval` (None: collectd's default).
+    fn register(&self, plugin: &str, interval: Option<f64>) -> Result<(), String>;
+    /// Runs the init callback of `plugin` and of no other plugin.
+    fn init(&self, plugin: &str) -> Result<(), String>;
+    /// Unregisters every callback of `plugin` that collectd lets us
+    /// unregister (read, write, flush, missing, notification, cache event,
+    /// init, log); config and shutdown callbacks stay.
+    fn unregister(&self, plugin: &str);
+    /// After a failed load or start: `unregister`, and the shutdown callback
+    /// too (the plugin never ran; its shutdown would fail at exit).
+    fn discard(&self, plugin: &str);
+    /// Returns once no read callback that was unregistered before the call
+    /// can still be running; Err if the read threads stayed busy.
+    fn wait_reads_done(&self) -> Result<(), String>;
 }
 
 type Job = Box<dyn FnOnce(&dyn Collectd) + Send>;
+
+/// How long the control thread waits for collectd's start-up to finish.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Why a job did not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +68,9 @@ pub struct Control {
     /// Set when collectd starts shutting down (from the signal handler):
     /// no job starts after that.
     stopping: AtomicBool,
+    /// Set when collectd has finished starting: no job runs before, since
+    /// collectd's start-up (plugin_init_all) must not race with ours.
+    ready: (std::sync::Mutex<bool>, std::sync::Condvar),
 }
 
 /// The receiving end, handed to the thread that runs `worker_loop`.
@@ -55,6 +85,7 @@ impl Control {
             Control {
                 tx: Mutex::new(Some(tx)),
                 stopping: AtomicBool::new(false),
+                ready: Default::default(),
             },
             Worker { rx },
         )
@@ -67,6 +98,33 @@ impl Control {
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// collectd has finished starting: jobs may run.
+    pub fn mark_ready(&self) {
+        let (lock, cv) = &self.ready;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
+    }
+
+    /// Waits for `mark_ready`; false on timeout.
+    fn wait_ready(&self, timeout: std::time::Duration) -> bool {
+        let (lock, cv) = &self.ready;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = cv
+            .wait_timeout_while(guard, timeout, |ready| !*ready)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+
+    /// Queues `f` without waiting for it (from non-async code).
+    pub fn submit<F>(&self, f: F) -> Result<(), ControlError>
+    where
+        F: FnOnce(&dyn Collectd) + Send + 'static,
+    {
+        let tx = self.tx.lock();
+        let tx = tx.as_ref().ok_or(ControlError::ShuttingDown)?;
+        tx.send(Box::new(f)).map_err(|_| ControlError::ShuttingDown)
     }
 
     /// Stops taking jobs; the worker loop ends once the queue is drained.
@@ -110,6 +168,13 @@ impl Worker {
     /// The control thread's body: runs jobs in order until `Control::close`.
     /// A job that panics is logged and dropped; the thread goes on.
     pub fn run(self, control: &Control, collectd: &dyn Collectd) {
+        if !control.wait_ready(READY_TIMEOUT) {
+            log::warn!(
+                "collectd did not report the end of its start-up within {} s; \
+                 running control operations anyway",
+                READY_TIMEOUT.as_secs()
+            );
+        }
         while let Ok(job) = self.rx.recv() {
             if control.is_stopping() {
                 // Dropping the job drops its reply sender: the caller gets
@@ -126,16 +191,90 @@ impl Worker {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use std::sync::Arc;
 
     /// plugin, timeout, identifier of a flush call.
     pub type FlushCall = (Option<String>, CdTime, Option<String>);
 
-    /// A stand-in for the daemon, recording what was asked of it.
+    /// A stand-in for the daemon: it keeps which plugins are loaded and
+    /// which have callbacks, can be told to fail a plugin's init, and
+    /// records every call in order.
     #[derive(Default)]
     pub struct FakeCollectd {
         pub notifications: Mutex<Vec<Notification>>,
         pub flushes: Mutex<Vec<FlushCall>>,
+        /// Plugins whose .so exists (loadable).
+        pub installed: Mutex<BTreeSet<String>>,
+        pub loaded: Mutex<BTreeSet<String>>,
+        /// Plugins with their callbacks registered.
+        pub running: Mutex<BTreeSet<String>>,
+        pub fail_init: Mutex<BTreeSet<String>>,
+        pub calls: Mutex<Vec<String>>,
+    }
+
+    impl FakeCollectd {
+        pub fn with_plugins(installed: &[&str], loaded: &[&str]) -> Self {
+            let f = FakeCollectd::default();
+            f.installed
+                .lock()
+                .extend(installed.iter().map(|s| s.to_string()));
+            f.loaded.lock().extend(loaded.iter().map(|s| s.to_string()));
+            f.running
+                .lock()
+                .extend(loaded.iter().map(|s| s.to_string()));
+            f
+        }
+        fn call(&self, c: String) {
+            self.calls.lock().push(c);
+        }
+        pub fn take_calls(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock())
+        }
+    }
+
+    /// A minimal reader of collectd's config syntax, enough for tests:
+    /// `<Key "v">`, `</Key>` and `Key v...` lines.
+    pub fn parse_config_text(text: &str) -> Result<ConfigItem, String> {
+        let mut stack = vec![ConfigItem::default()];
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(close) = line.strip_prefix("</") {
+                let key = close.trim_end_matches('>');
+                let item = stack.pop().ok_or("unbalanced")?;
+                if !item.key.eq_ignore_ascii_case(key) || stack.is_empty() {
+                    return Err(format!("unexpected </{key}>"));
+                }
+                stack.last_mut().unwrap().children.push(item);
+            } else if let Some(open) = line.strip_prefix('<') {
+                let open = open.strip_suffix('>').ok_or("bad block")?;
+                let (key, rest) = open.split_once(' ').unwrap_or((open, ""));
+                stack.push(ConfigItem {
+                    key: key.into(),
+                    values: values(rest),
+                    children: vec![],
+                });
+            } else {
+                let (key, rest) = line.split_once(' ').unwrap_or((line, ""));
+                stack.last_mut().unwrap().children.push(ConfigItem {
+                    key: key.into(),
+                    values: values(rest),
+                    children: vec![],
+                });
+            }
+        }
+        if stack.len() != 1 {
+            return Err("unclosed block".into());
+        }
+        Ok(stack.pop().unwrap())
+    }
+
+    fn values(s: &str) -> Vec<crate::model::ConfigValue> {
+        s.split_whitespace()
+            .map(|v| match v.parse::<f64>() {
+                Ok(n) => crate::model::ConfigValue::Number(n),
+                Err(_) => crate::model::ConfigValue::String(v.trim_matches('"').to_string()),
+            })
+            .collect()
     }
 
     impl Collectd for FakeCollectd {
@@ -152,13 +291,61 @@ pub mod tests {
             0
         }
         fn is_loaded(&self, plugin: &str) -> bool {
-            matches!(plugin, "rest" | "cpu" | "memory")
+            self.loaded.lock().contains(plugin)
+        }
+        fn parse_config(&self, text: &str) -> Result<ConfigItem, String> {
+            parse_config_text(text)
+        }
+        fn read_config(&self, text: &str) -> Result<(), String> {
+            let tree = parse_config_text(text)?;
+            for item in &tree.children {
+                let name = match item.values.first() {
+                    Some(crate::model::ConfigValue::String(s)) => s.clone(),
+                    _ => continue,
+                };
+                if item.key == "LoadPlugin" {
+                    let interval = item.children.first().map(|i| format!("{:?}", i.values));
+                    self.call(format!("load {name} {}", interval.unwrap_or_default()));
+                    if self.installed.lock().contains(&name) {
+                        self.loaded.lock().insert(name.clone());
+                        self.running.lock().insert(name);
+                    }
+                } else if item.key == "Plugin" {
+                    self.call(format!("config {name} {}", item.children.len()));
+                }
+            }
+            Ok(())
+        }
+        fn register(&self, plugin: &str, interval: Option<f64>) -> Result<(), String> {
+            self.call(format!("register {plugin} {interval:?}"));
+            self.running.lock().insert(plugin.to_string());
+            Ok(())
+        }
+        fn init(&self, plugin: &str) -> Result<(), String> {
+            self.call(format!("init {plugin}"));
+            if self.fail_init.lock().contains(plugin) {
+                return Err(format!("init of {plugin} failed"));
+            }
+            Ok(())
+        }
+        fn unregister(&self, plugin: &str) {
+            self.call(format!("unregister {plugin}"));
+            self.running.lock().remove(plugin);
+        }
+        fn discard(&self, plugin: &str) {
+            self.call(format!("discard {plugin}"));
+            self.running.lock().remove(plugin);
+        }
+        fn wait_reads_done(&self) -> Result<(), String> {
+            self.call("wait".into());
+            Ok(())
         }
     }
 
     /// A control thread on a plain std thread, for tests.
     pub fn spawn(fake: Arc<FakeCollectd>) -> (Arc<Control>, std::thread::JoinHandle<()>) {
         let (control, worker) = Control::new();
+        control.mark_ready();
         let control = Arc::new(control);
         let c2 = control.clone();
         let t = std::thread::spawn(move || worker.run(&c2, &*fake));
@@ -167,7 +354,7 @@ pub mod tests {
 
     #[tokio::test]
     async fn runs_jobs_in_order_and_stops() {
-        let fake = Arc::new(FakeCollectd::default());
+        let fake = Arc::new(FakeCollectd::with_plugins(&["cpu"], &["cpu"]));
         let (control, t) = spawn(fake.clone());
         let r = control.run(|c| c.is_loaded("cpu")).await;
         assert_eq!(r, Ok(true));

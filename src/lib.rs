@@ -21,4 +21,7 @@ pub mod ffi;
 mod host;
 pub mod http;
 pub mod model;
+pub mod plugins;
+pub mod readers;
+pub mod state;
 pub mod store;

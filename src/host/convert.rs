@@ -295,3 +295,62 @@ pub unsafe fn config_item(ci: &ffi::oconfig_item_t) -> ConfigItem {
         children: children.iter().map(|c| unsafe { config_item(c) }).collect(),
     }
 }
+
+/// Builds collectd's C form of a configuration tree and passes it to `f`;
+/// the tree (strings and arrays) lives exactly for the call.
+pub fn with_c_config<R>(item: &ConfigItem, f: impl FnOnce(*const ffi::oconfig_item_t) -> R) -> R {
+    #[derive(Default)]
+    struct Keep {
+        strings: Vec<std::ffi::CString>,
+        values: Vec<Vec<ffi::oconfig_value_t>>,
+        items: Vec<Vec<ffi::oconfig_item_t>>,
+    }
+    fn c_str(keep: &mut Keep, s: &str) -> *mut c_char {
+        let c = std::ffi::CString::new(s.replace('\0', "")).unwrap_or_default();
+        // The CString's buffer does not move when the CString is moved.
+        let p = c.as_ptr() as *mut c_char;
+        keep.strings.push(c);
+        p
+    }
+    fn build(keep: &mut Keep, item: &ConfigItem) -> ffi::oconfig_item_t {
+        let children: Vec<ffi::oconfig_item_t> =
+            item.children.iter().map(|c| build(keep, c)).collect();
+        let values: Vec<ffi::oconfig_value_t> = item
+            .values
+            .iter()
+            .map(|v| match v {
+                ConfigValue::String(s) => ffi::oconfig_value_t {
+                    value: ffi::oconfig_value_s__bindgen_ty_1 {
+                        string: c_str(keep, s),
+                    },
+                    type_: ffi::OCONFIG_TYPE_STRING as i32,
+                },
+                ConfigValue::Number(n) => ffi::oconfig_value_t {
+                    value: ffi::oconfig_value_s__bindgen_ty_1 { number: *n },
+                    type_: ffi::OCONFIG_TYPE_NUMBER as i32,
+                },
+                ConfigValue::Boolean(b) => ffi::oconfig_value_t {
+                    value: ffi::oconfig_value_s__bindgen_ty_1 {
+                        boolean: i32::from(*b),
+                    },
+                    type_: ffi::OCONFIG_TYPE_BOOLEAN as i32,
+                },
+            })
+            .collect();
+        let node = ffi::oconfig_item_t {
+            key: c_str(keep, &item.key),
+            values: values.as_ptr() as *mut _,
+            values_num: values.len() as i32,
+            parent: std::ptr::null_mut(),
+            children: children.as_ptr() as *mut _,
+            children_num: children.len() as i32,
+        };
+        // Moving the Vecs keeps their buffers where the pointers point.
+        keep.values.push(values);
+        keep.items.push(children);
+        node
+    }
+    let mut keep = Keep::default();
+    let root = build(&mut keep, item);
+    f(&root)
+}

@@ -8,7 +8,7 @@ use super::convert::{cstr, fill, severity_to_c};
 use crate::app::AgentInfo;
 use crate::control::Collectd;
 use crate::ffi;
-use crate::model::{CdTime, Notification};
+use crate::model::{CdTime, ConfigItem, Notification};
 
 /// The directory rest.so was loaded from: collectd's PluginDir (collectd
 /// has no getter for it, but it loads every plugin from there).
@@ -67,7 +67,9 @@ fn c_string(s: &str) -> CString {
 }
 
 /// The daemon, for the control thread.
-pub struct Daemon;
+pub struct Daemon {
+    pub loader: super::loader::Loader,
+}
 
 impl Collectd for Daemon {
     fn dispatch_notification(&self, n: &Notification) -> Result<(), String> {
@@ -110,5 +112,34 @@ impl Collectd for Daemon {
         // SAFETY: a valid C string; called only on the control thread, the
         // one thread of ours that touches collectd's plugin tree.
         unsafe { ffi::plugin_is_loaded(name.as_ptr()) }
+    }
+
+    fn parse_config(&self, text: &str) -> Result<ConfigItem, String> {
+        self.loader.parse_config(text)
+    }
+
+    fn read_config(&self, text: &str) -> Result<(), String> {
+        self.loader.read_config(text)
+    }
+
+    fn register(&self, plugin: &str, interval: Option<f64>) -> Result<(), String> {
+        self.loader.register(plugin, interval)
+    }
+
+    fn init(&self, plugin: &str) -> Result<(), String> {
+        self.loader.init(plugin)
+    }
+
+    fn unregister(&self, plugin: &str) {
+        self.loader.unregister(plugin)
+    }
+
+    fn discard(&self, plugin: &str) {
+        self.loader.unregister(plugin);
+        self.loader.unregister_shutdown(plugin);
+    }
+
+    fn wait_reads_done(&self) -> Result<(), String> {
+        self.loader.wait_reads_done()
     }
 }

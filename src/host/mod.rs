@@ -15,6 +15,8 @@
 
 mod convert;
 mod daemon;
+mod filter;
+mod loader;
 mod logging;
 mod signals;
 
@@ -48,6 +50,9 @@ enum Phase {
 
 static STATE: Mutex<Phase> = Mutex::new(Phase::Configured(None));
 
+/// The running App, for callbacks that carry no user_data of ours.
+static APP: once_cell::sync::OnceCell<Arc<App>> = once_cell::sync::OnceCell::new();
+
 /// Runs a callback body; a panic is logged (by the hook) and becomes -1.
 fn guard(what: &str, f: impl FnOnce() -> c_int) -> c_int {
     match catch_unwind(AssertUnwindSafe(f)) {
@@ -71,6 +76,9 @@ pub extern "C" fn module_register() {
             ffi::plugin_register_init(NAME.as_ptr(), Some(init_cb));
             ffi::plugin_register_shutdown(NAME.as_ptr(), Some(shutdown_cb));
         }
+        // The pre-cache rule must exist before collectd's start-up looks
+        // the chain up, i.e. while the config is read.
+        filter::install();
     });
 }
 
@@ -151,7 +159,16 @@ fn start(mut config: Config) -> Result<Phase, String> {
 
     register_callbacks(&app)?;
     let control_thread = start_control_thread(app.clone(), worker)?;
-    signals::install(&app);
+    // For the signal handler and the filter-chain match, which get no
+    // user_data of ours.
+    let _ = APP.set(app.clone());
+    signals::install();
+    // Once collectd has started: take stock of its plugins and re-apply
+    // what StateDir holds.
+    let a = app.clone();
+    if app.control.submit(move |c| a.plugins.startup(c)).is_err() {
+        log::error!("cannot queue the re-application of persisted plugin changes");
+    }
     let server = match Server::start(app.clone(), listeners) {
         Ok(s) => s,
         Err(e) => {
@@ -223,7 +240,40 @@ fn register_callbacks(app: &Arc<App>) -> Result<(), String> {
     let ud = user_data(app);
     // SAFETY: as above.
     let s = unsafe { ffi::plugin_register_flush(NAME.as_ptr(), Some(flush_cb), &ud) };
-    check("flush", s)
+    check("flush", s)?;
+    let ud = user_data(app);
+    // SAFETY: as above.
+    let s = unsafe { ffi::plugin_register_log(NAME.as_ptr(), Some(log_cb), &ud) };
+    check("log", s)
+}
+
+thread_local! {
+    /// Set while this thread runs log_cb: a log line written from inside it
+    /// (a panic message, say) must not come back in.
+    static IN_LOG_CB: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Every line collectd logs: marks the end of collectd's start-up, and feeds
+/// the capture of a plugin operation. Never logs itself.
+unsafe extern "C" fn log_cb(severity: c_int, message: *const c_char, ud: *mut ffi::user_data_t) {
+    if IN_LOG_CB.with(|f| f.replace(true)) {
+        return;
+    }
+    let _ = catch_unwind(|| {
+        // SAFETY: collectd passes a registered user_data of ours.
+        let Some(app) = (unsafe { app_of(ud) }) else {
+            return;
+        };
+        // SAFETY: collectd passes a valid message for this call.
+        let message = unsafe { convert::cstr(message) };
+        if message.starts_with("Initialization complete") {
+            app.control.mark_ready();
+        }
+        app.plugins
+            .capture
+            .record(loader::severity_name(severity), &message);
+    });
+    IN_LOG_CB.with(|f| f.set(false));
 }
 
 /// The write path: every value list collectd dispatches.
@@ -294,7 +344,13 @@ unsafe extern "C" fn control_main(arg: *mut c_void) -> *mut c_void {
         // to exactly this thread.
         let boxed = unsafe { Box::from_raw(arg as *mut (Arc<App>, Worker)) };
         let (app, worker) = *boxed;
-        worker.run(&app.control, &daemon::Daemon);
+        let daemon = daemon::Daemon {
+            loader: loader::Loader::new(
+                app.info.plugin_dir.clone().unwrap_or_default(),
+                app.config.state_dir.clone().unwrap_or_default(),
+            ),
+        };
+        worker.run(&app.control, &daemon);
     });
     std::ptr::null_mut()
 }

@@ -6,13 +6,11 @@
 //! as stopping (an atomic store) and calls the previous handler.
 
 use std::ffi::{c_int, c_void};
-use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
 
-use crate::app::App;
+use super::APP;
 
-static APP: OnceCell<Arc<App>> = OnceCell::new();
 static PREV_TERM: OnceCell<libc::sigaction> = OnceCell::new();
 static PREV_INT: OnceCell<libc::sigaction> = OnceCell::new();
 
@@ -55,8 +53,8 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
 }
 
 /// Installs the chained handlers (once per process).
-pub fn install(app: &Arc<App>) {
-    if APP.set(app.clone()).is_err() {
+pub fn install() {
+    if PREV_TERM.get().is_some() {
         return;
     }
     for (sig, slot) in [(libc::SIGTERM, &PREV_TERM), (libc::SIGINT, &PREV_INT)] {

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// For 405: the methods the route allows.
     pub allow: Option<String>,
+    /// For 422: the collectd log lines the failed attempt produced.
+    pub log: Option<Vec<String>>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            log: None,
         }
     }
 
@@ -72,7 +75,10 @@ impl ApiError {
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(log) = self.log {
+            body["error"]["log"] = json!(log);
+        }
         let mut resp = json_response(self.status, &body);
         if let Some(allow) = self.allow {
             if let Ok(v) = HeaderValue::from_str(&allow) {
@@ -84,6 +90,26 @@ impl ApiError {
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         resp
+    }
+}
+
+impl From<crate::plugins::OpError> for ApiError {
+    fn from(e: crate::plugins::OpError) -> Self {
+        use crate::plugins::OpError;
+        match e {
+            OpError::Invalid(code, m) => ApiError::bad_request(code, m),
+            OpError::NotFound(m) => ApiError::not_found(m),
+            OpError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            OpError::Failed(err) => ApiError {
+                log: Some(err.log),
+                ..ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "plugin_failed",
+                    err.message,
+                )
+            },
+            OpError::Internal(m) => ApiError::internal(m),
+        }
     }
 }
 

@@ -54,7 +54,14 @@ pub fn health(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
 }
 
 /// What this build can do, for clients that adapt to the agent.
-pub const FEATURES: &[&str] = &["values", "metrics", "notifications", "flush", "heartbeat"];
+pub const FEATURES: &[&str] = &[
+    "values",
+    "metrics",
+    "notifications",
+    "flush",
+    "heartbeat",
+    "plugins",
+];
 
 pub async fn capabilities(app: &Arc<App>, req: &ApiRequest) -> Result<Response<Body>> {
     req.query(&[])?;

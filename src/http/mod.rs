@@ -7,6 +7,7 @@ pub mod auth;
 pub mod error;
 pub mod handlers;
 pub mod json;
+pub mod plugins;
 pub mod request;
 pub mod router;
 pub mod server;

@@ -8,7 +8,7 @@ use hyper::Response;
 
 use super::error::ApiError;
 use super::request::{percent_decode, ApiRequest};
-use super::{auth, handlers, Body};
+use super::{auth, handlers, plugins, Body};
 use crate::app::App;
 
 /// A route: a path template (`{name}` matches one non-empty segment) and the
@@ -33,6 +33,11 @@ pub const ROUTES: &[RouteSpec] = &[
     r("/v1/values/{host}/{plugin}/{type}", &["GET"]),
     r("/v1/notifications", &["GET", "POST"]),
     r("/v1/flush", &["POST"]),
+    r("/v1/plugins", &["GET"]),
+    r("/v1/plugins/{name}", &["GET", "PUT", "DELETE"]),
+    r("/v1/plugins/{name}/enable", &["POST"]),
+    r("/v1/plugins/{name}/disable", &["POST"]),
+    r("/v1/plugins/{name}/restart", &["POST"]),
 ];
 
 /// Finds the route for `path` and the decoded values of its `{params}`.
@@ -83,6 +88,19 @@ async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, Api
         ("/v1/notifications", "GET") => handlers::notifications(app, &req),
         ("/v1/notifications", "POST") => handlers::post_notification(app, &req).await,
         ("/v1/flush", "POST") => handlers::flush(app, &req).await,
+        ("/v1/plugins", "GET") => plugins::list(app, &req).await,
+        ("/v1/plugins/{name}", "GET") => plugins::get(app, &req, &params[0]).await,
+        ("/v1/plugins/{name}", "PUT") => plugins::put(app, &req, &params[0]).await,
+        ("/v1/plugins/{name}", "DELETE") => plugins::delete(app, &req, &params[0]).await,
+        ("/v1/plugins/{name}/enable", "POST") => {
+            plugins::action(app, &req, &params[0], plugins::Action::Enable).await
+        }
+        ("/v1/plugins/{name}/disable", "POST") => {
+            plugins::action(app, &req, &params[0], plugins::Action::Disable).await
+        }
+        ("/v1/plugins/{name}/restart", "POST") => {
+            plugins::action(app, &req, &params[0], plugins::Action::Restart).await
+        }
         _ => Err(ApiError::internal(format!(
             "route {} {} has no handler",
             method, spec.path

@@ -425,6 +425,21 @@ impl ValueStore {
         })
     }
 
+    /// The interval (seconds) of a live metric of `plugin`, if any: the
+    /// interval the plugin runs with.
+    pub fn plugin_interval(&self, plugin: &str) -> Option<f64> {
+        let now = self.now();
+        self.shards.iter().find_map(|shard| {
+            let inner = shard.0.lock();
+            inner
+                .slots
+                .iter()
+                .flatten()
+                .find(|e| e.name.plugin() == plugin && !self.expired(e, now))
+                .map(|e| cdtime_to_secs(e.interval))
+        })
+    }
+
     /// Drops expired metrics; returns how many were dropped.
     pub fn purge_expired(&self) -> usize {
         let now = self.now();

@@ -1,0 +1,210 @@
+//! Knowing when no read callback of a plugin can still be running.
+//!
+//! collectd 5.12 exports no way to ask. After a plugin's read callback is
+//! unregistered, it is never started again, but a read already in progress
+//! goes on. A collectd read thread ("reader#N") that is seen waiting on
+//! collectd's own read condition variable is between reads; once every read
+//! thread has been seen so after the unregistration, no read of the plugin
+//! can be running.
+//!
+//! "Waiting on collectd's read condition" is read from /proc: the thread is
+//! in the futex syscall with FUTEX_WAIT_BITSET (glibc's condition variable
+//! wait; a contended mutex waits with FUTEX_WAIT) on an address inside the
+//! collectd executable's own writable data (`read_cond` is a static there;
+//! a plugin's read cannot wait on a static condition variable of the
+//! daemon's).
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const FUTEX_WAIT_BITSET: u64 = 9;
+const FUTEX_CMD_MASK: u64 = 0x7f;
+
+/// Address ranges of the executable's writable mappings (data and bss),
+/// from /proc/self/maps text and the executable's path.
+pub fn exe_data_ranges(maps: &str, exe: &str) -> Vec<(u64, u64)> {
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    let mut last_exe_rw_end = None;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let path = f.nth(3).unwrap_or("");
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if path == exe && perms.starts_with("rw") {
+            ranges.push((a, b));
+            last_exe_rw_end = Some(b);
+        } else if path.is_empty() && perms.starts_with("rw") && last_exe_rw_end == Some(a) {
+            // the bss right after the data segment
+            ranges.push((a, b));
+            last_exe_rw_end = None;
+        } else {
+            last_exe_rw_end = None;
+        }
+    }
+    ranges
+}
+
+/// Whether a /proc/<tid>/syscall line shows a condition-variable wait on an
+/// address inside `ranges`.
+pub fn idle_in(syscall_line: &str, futex_nr: u64, ranges: &[(u64, u64)]) -> bool {
+    let mut f = syscall_line.split_whitespace();
+    let Some(Ok(nr)) = f.next().map(|n| n.parse::<u64>()) else {
+        return false;
+    };
+    if nr != futex_nr {
+        return false;
+    }
+    let hex = |s: Option<&str>| {
+        s.and_then(|s| s.strip_prefix("0x"))
+            .and_then(|s| u64::from_str_radix(s, 16).ok())
+    };
+    let (Some(addr), Some(op)) = (hex(f.next()), hex(f.next())) else {
+        return false;
+    };
+    op & FUTEX_CMD_MASK == FUTEX_WAIT_BITSET && ranges.iter().any(|&(a, b)| addr >= a && addr < b)
+}
+
+/// The outcome of waiting for the read threads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Quiet {
+    /// Every read thread was seen between reads.
+    Yes,
+    /// Some read thread stayed busy for the whole timeout.
+    Busy,
+    /// /proc could not tell; the caller waited `Duration` instead.
+    Unknown(String),
+}
+
+/// Waits until every collectd read thread has been seen between reads.
+pub fn wait_until_between_reads(timeout: Duration, fallback: Duration) -> Quiet {
+    let exe = match fs::read_link("/proc/self/exe") {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(e) => return fallback_wait(fallback, format!("/proc/self/exe: {e}")),
+    };
+    let ranges = match fs::read_to_string("/proc/self/maps") {
+        Ok(m) => exe_data_ranges(&m, &exe),
+        Err(e) => return fallback_wait(fallback, format!("/proc/self/maps: {e}")),
+    };
+    if ranges.is_empty() {
+        return fallback_wait(fallback, format!("no data mapping of {exe}"));
+    }
+    let mut pending = match reader_threads(Path::new("/proc/self/task")) {
+        Ok(t) => t,
+        Err(e) => return fallback_wait(fallback, format!("/proc/self/task: {e}")),
+    };
+    let futex = libc::SYS_futex as u64;
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_micros(200);
+    loop {
+        let mut unreadable = None;
+        pending.retain(|tid| {
+            match fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
+                Ok(line) => !idle_in(&line, futex, &ranges),
+                // The thread is gone: it runs no read.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+                Err(e) => {
+                    unreadable = Some(e.to_string());
+                    true
+                }
+            }
+        });
+        if let Some(e) = unreadable {
+            return fallback_wait(fallback, format!("/proc/self/task/*/syscall: {e}"));
+        }
+        if pending.is_empty() {
+            return Quiet::Yes;
+        }
+        if Instant::now() >= deadline {
+            return Quiet::Busy;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+fn fallback_wait(d: Duration, why: String) -> Quiet {
+    std::thread::sleep(d);
+    Quiet::Unknown(why)
+}
+
+/// Thread ids of collectd's read threads (named "reader#N").
+fn reader_threads(task_dir: &Path) -> std::io::Result<Vec<u32>> {
+    let mut tids = Vec::new();
+    for e in fs::read_dir(task_dir)? {
+        let e = e?;
+        let Some(tid) = e.file_name().to_str().and_then(|t| t.parse::<u32>().ok()) else {
+            continue;
+        };
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        if comm.starts_with("reader#") {
+            tids.push(tid);
+        }
+    }
+    Ok(tids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+5654b75b7000-5654b75be000 r--p 00000000 fe:00 9125889                    /usr/sbin/collectd
+5654b75be000-5654b75d5000 r-xp 00007000 fe:00 9125889                    /usr/sbin/collectd
+5654b75ed000-5654b75ee000 r--p 00035000 fe:00 9125889                    /usr/sbin/collectd
+5654b75ee000-5654b75ef000 rw-p 00036000 fe:00 9125889                    /usr/sbin/collectd
+5654b75ef000-5654b75f1000 rw-p 00000000 00:00 0 
+5654b8000000-5654b8100000 rw-p 00000000 00:00 0                          [heap]
+7f9971000000-7f9971100000 rw-p 00000000 00:00 0 
+";
+
+    #[test]
+    fn finds_data_and_bss_of_the_executable() {
+        let r = exe_data_ranges(MAPS, "/usr/sbin/collectd");
+        assert_eq!(
+            r,
+            [
+                (0x5654b75ee000, 0x5654b75ef000),
+                (0x5654b75ef000, 0x5654b75f1000)
+            ]
+        );
+        assert!(exe_data_ranges(MAPS, "/other").is_empty());
+    }
+
+    #[test]
+    fn tells_a_waiting_reader_from_a_busy_one() {
+        let r = exe_data_ranges(MAPS, "/usr/sbin/collectd");
+        // pthread_cond_timedwait on collectd's read_cond
+        let idle = "202 0x5654b75ee488 0x189 0x0 0x7f9971ffae60 0x0 0xffffffff 0x7f 0x7f";
+        assert!(idle_in(idle, 202, &r));
+        // an untimed wait on a static in the bss
+        assert!(idle_in(
+            "202 0x5654b75f0010 0x89 0x0 0x0 0x0 0x0 0x0 0x0",
+            202,
+            &r
+        ));
+        // a contended mutex of collectd's (inside a plugin's dispatch)
+        assert!(!idle_in(
+            "202 0x5654b75ee400 0x80 0x2 0x0 0x0 0x0 0x0 0x0",
+            202,
+            &r
+        ));
+        // a condition variable of a plugin's own (heap)
+        assert!(!idle_in(
+            "202 0x5654b8000100 0x189 0x0 0x0 0x0 0x0 0x0 0x0",
+            202,
+            &r
+        ));
+        // another syscall, running, or nothing readable
+        assert!(!idle_in("7 0x5654b75ee488 0x189 0x0", 202, &r));
+        assert!(!idle_in("running", 202, &r));
+        assert!(!idle_in("", 202, &r));
+    }
+}
