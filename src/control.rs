@@ -8,7 +8,7 @@
 //! tests use a fake.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc;
 
 use parking_lot::Mutex;
@@ -63,11 +63,18 @@ pub enum ControlError {
     Panicked,
 }
 
+/// `Control::phase`: whether a job runs, and whether jobs may still start.
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const STOPPED: u8 = 2;
+
 pub struct Control {
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     /// Set when collectd starts shutting down (from the signal handler):
-    /// no job starts after that.
+    /// jobs that wait (for collectd's read threads) give up.
     stopping: AtomicBool,
+    /// IDLE, BUSY (a job runs) or STOPPED (no job will start again).
+    phase: AtomicU8,
     /// Set when collectd has finished starting: no job runs before, since
     /// collectd's start-up (plugin_init_all) must not race with ours.
     ready: (std::sync::Mutex<bool>, std::sync::Condvar),
@@ -85,19 +92,35 @@ impl Control {
             Control {
                 tx: Mutex::new(Some(tx)),
                 stopping: AtomicBool::new(false),
+                phase: AtomicU8::new(IDLE),
                 ready: Default::default(),
             },
             Worker { rx },
         )
     }
 
-    /// Async-signal-safe: only an atomic store.
+    /// Async-signal-safe (atomic stores): asks jobs to stop waiting and
+    /// refuses new ones.
     pub fn begin_shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Async-signal-safe (one atomic compare-exchange): true once no job
+    /// runs and none will start again; false while a job runs. collectd's
+    /// signal handler chain calls it until true, so that collectd's teardown
+    /// never races with a job calling into collectd.
+    pub fn try_stop(&self) -> bool {
+        match self
+            .phase
+            .compare_exchange(IDLE, STOPPED, Ordering::SeqCst, Ordering::SeqCst)
+        {
+            Ok(_) => true,
+            Err(p) => p == STOPPED,
+        }
     }
 
     /// collectd has finished starting: jobs may run.
@@ -131,6 +154,8 @@ impl Control {
     pub fn close(&self) {
         self.begin_shutdown();
         self.tx.lock().take();
+        // A worker still waiting for collectd's start-up must not wait on.
+        self.mark_ready();
     }
 
     /// Runs `f` on the control thread and returns its result.
@@ -176,15 +201,22 @@ impl Worker {
             );
         }
         while let Ok(job) = self.rx.recv() {
-            if control.is_stopping() {
-                // Dropping the job drops its reply sender: the caller gets
-                // ShuttingDown.
+            let skip = control.is_stopping()
+                || control
+                    .phase
+                    .compare_exchange(IDLE, BUSY, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err();
+            if skip {
+                // Shutting down: dropping the job drops its reply sender,
+                // the caller gets ShuttingDown.
                 continue;
             }
             if catch_unwind(AssertUnwindSafe(|| job(collectd))).is_err() {
                 log::error!("a control job panicked; it was abandoned");
             }
+            control.phase.store(IDLE, Ordering::SeqCst);
         }
+        control.phase.store(STOPPED, Ordering::SeqCst);
     }
 }
 
@@ -371,6 +403,39 @@ pub mod tests {
             control.run(|c| c.is_loaded("cpu")).await,
             Err(ControlError::ShuttingDown)
         );
+    }
+
+    /// The signal handler's wait: try_stop is false while a job runs, true
+    /// once it is done, and no job starts after that.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn try_stop_waits_for_the_running_job() {
+        let fake = Arc::new(FakeCollectd::default());
+        let (control, t) = spawn(fake);
+        let (in_job_tx, in_job_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let c2 = control.clone();
+        let running = tokio::spawn(async move {
+            c2.run(move |_| {
+                in_job_tx.send(()).unwrap();
+                release_rx.recv().unwrap();
+                7
+            })
+            .await
+        });
+        in_job_rx.recv().unwrap();
+        control.begin_shutdown();
+        assert!(!control.try_stop(), "a job is running");
+        release_tx.send(()).unwrap();
+        assert_eq!(running.await.unwrap(), Ok(7));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !control.try_stop() {
+            assert!(std::time::Instant::now() < deadline);
+            std::thread::yield_now();
+        }
+        assert!(control.try_stop(), "stays stopped");
+        assert_eq!(control.run(|_| 1).await, Err(ControlError::ShuttingDown));
+        control.close();
+        t.join().unwrap();
     }
 
     #[tokio::test]

@@ -18,6 +18,8 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use once_cell::sync::OnceCell;
+
 const FUTEX_WAIT_BITSET: u64 = 9;
 const FUTEX_CMD_MASK: u64 = 0x7f;
 
@@ -72,6 +74,9 @@ pub fn idle_in(syscall_line: &str, futex_nr: u64, ranges: &[(u64, u64)]) -> bool
     op & FUTEX_CMD_MASK == FUTEX_WAIT_BITSET && ranges.iter().any(|&(a, b)| addr >= a && addr < b)
 }
 
+/// The executable's data ranges and the read threads' ids.
+type Found = (Vec<(u64, u64)>, Vec<u32>);
+
 /// The outcome of waiting for the read threads.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Quiet {
@@ -83,22 +88,34 @@ pub enum Quiet {
     Unknown(String),
 }
 
-/// Waits until every collectd read thread has been seen between reads.
-pub fn wait_until_between_reads(timeout: Duration, fallback: Duration) -> Quiet {
-    let exe = match fs::read_link("/proc/self/exe") {
-        Ok(p) => p.to_string_lossy().into_owned(),
-        Err(e) => return fallback_wait(fallback, format!("/proc/self/exe: {e}")),
-    };
-    let ranges = match fs::read_to_string("/proc/self/maps") {
-        Ok(m) => exe_data_ranges(&m, &exe),
-        Err(e) => return fallback_wait(fallback, format!("/proc/self/maps: {e}")),
-    };
-    if ranges.is_empty() {
-        return fallback_wait(fallback, format!("no data mapping of {exe}"));
-    }
-    let mut pending = match reader_threads(Path::new("/proc/self/task")) {
-        Ok(t) => t,
-        Err(e) => return fallback_wait(fallback, format!("/proc/self/task: {e}")),
+/// Waits until every collectd read thread has been seen between reads, or
+/// `abort()` (collectd is shutting down: Busy).
+pub fn wait_until_between_reads(
+    timeout: Duration,
+    fallback: Duration,
+    abort: &dyn Fn() -> bool,
+) -> Quiet {
+    // The executable's mappings and collectd's read threads do not change
+    // while collectd runs: find them once.
+    static FOUND: OnceCell<Result<Found, String>> = OnceCell::new();
+    let found = FOUND.get_or_init(|| {
+        let exe = fs::read_link("/proc/self/exe")
+            .map_err(|e| format!("/proc/self/exe: {e}"))?
+            .to_string_lossy()
+            .into_owned();
+        let maps =
+            fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
+        let ranges = exe_data_ranges(&maps, &exe);
+        if ranges.is_empty() {
+            return Err(format!("no data mapping of {exe}"));
+        }
+        let tids = reader_threads(Path::new("/proc/self/task"))
+            .map_err(|e| format!("/proc/self/task: {e}"))?;
+        Ok((ranges, tids))
+    });
+    let (ranges, mut pending) = match found {
+        Ok((r, t)) => (r, t.clone()),
+        Err(e) => return fallback_wait(fallback, e.clone()),
     };
     let futex = libc::SYS_futex as u64;
     let deadline = Instant::now() + timeout;
@@ -107,7 +124,7 @@ pub fn wait_until_between_reads(timeout: Duration, fallback: Duration) -> Quiet 
         let mut unreadable = None;
         pending.retain(|tid| {
             match fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) {
-                Ok(line) => !idle_in(&line, futex, &ranges),
+                Ok(line) => !idle_in(&line, futex, ranges),
                 // The thread is gone: it runs no read.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
                 Err(e) => {
@@ -122,7 +139,7 @@ pub fn wait_until_between_reads(timeout: Duration, fallback: Duration) -> Quiet 
         if pending.is_empty() {
             return Quiet::Yes;
         }
-        if Instant::now() >= deadline {
+        if Instant::now() >= deadline || abort() {
             return Quiet::Busy;
         }
         std::thread::sleep(pause);

@@ -543,3 +543,76 @@ fn churn() {
     assert!(!log.contains("panic"), "{log}");
     assert!(!log.contains("Value too old"), "duplicate reads: {log}");
 }
+
+/// SIGTERM while operations run back to back: collectd's teardown waits for
+/// the operation in flight, no operation starts after it, collectd exits 0.
+#[test]
+fn sigterm_during_operations() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    for round in 1..=3 {
+        let mut c = Collectd::start(setup(&["cpu"]));
+        ok(put(&c, "cpu", json!({"interval": INTERVAL})));
+        let answered = std::sync::Arc::new(AtomicUsize::new(0));
+        let port = c.port;
+        let counter = answered.clone();
+        let hammer = std::thread::spawn(move || {
+            for i in 0.. {
+                let action = if i % 2 == 0 { "disable" } else { "enable" };
+                let path = format!("/v1/plugins/cpu/{action}");
+                match common::try_request(port, "POST", &path, &[], b"") {
+                    Ok(r) if r.status == 200 => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    // 503 once shutdown began; then the port closes
+                    Ok(r) => assert_eq!(r.status, 503, "{}", r.text()),
+                    Err(_) => return,
+                }
+            }
+        });
+        // SIGTERM after a different number of operations each round.
+        wait_for("operations", Duration::from_secs(10), || {
+            (answered.load(Ordering::SeqCst) >= 25 * round).then_some(())
+        });
+        let status = c.terminate(Duration::from_secs(10));
+        hammer.join().unwrap();
+        assert!(status.success(), "round {round}: {}", c.all_output());
+        assert!(!c.log().contains("panic"), "{}", c.log());
+    }
+}
+
+/// Bytes collectd has read with read(2) and friends (/proc/PID/io rchar).
+fn bytes_read(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap()
+}
+
+/// Without a TypesDB line in collectd.conf, every cf_read would re-read
+/// types.db (replacing data sets the write threads use without a lock). The
+/// runtime files say `TypesDB "/dev/null"`: reconfiguring reads far fewer
+/// bytes than types.db holds.
+#[test]
+fn runtime_config_does_not_reload_types_db() {
+    let mut s = setup(&["df"]);
+    s.types_db = false;
+    let c = Collectd::start(s);
+    let types_db = std::fs::metadata(common::TYPES_DB).unwrap().len();
+    ok(put(
+        &c,
+        "df",
+        json!({"interval": INTERVAL, "config": "MountPoint \"/\""}),
+    ));
+    for (i, mount) in ["/dev", "/", "/dev"].iter().enumerate() {
+        let before = bytes_read(c.pid());
+        let config = format!("MountPoint \"{mount}\"\n# {i}");
+        ok(put(&c, "df", json!({ "config": config })));
+        let read = bytes_read(c.pid()) - before;
+        assert!(
+            read < types_db / 2,
+            "a reconfiguration read {read} bytes; types.db has {types_db}"
+        );
+    }
+    assert_values_flow(&c, "df", now());
+}

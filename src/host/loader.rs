@@ -33,14 +33,21 @@ pub struct Loader {
     /// Plugin context names: every callback registered under a context
     /// keeps its name pointer, so each is allocated once and never freed.
     ctx_names: Mutex<HashMap<String, &'static CStr>>,
+    /// True once collectd is shutting down: waits give up.
+    stopping: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 impl Loader {
-    pub fn new(plugin_dir: PathBuf, work_dir: PathBuf) -> Loader {
+    pub fn new(
+        plugin_dir: PathBuf,
+        work_dir: PathBuf,
+        stopping: Box<dyn Fn() -> bool + Send + Sync>,
+    ) -> Loader {
         Loader {
             plugin_dir,
             work_dir,
             ctx_names: Mutex::new(HashMap::new()),
+            stopping,
         }
     }
 
@@ -207,8 +214,9 @@ impl Loader {
     }
 
     pub fn wait_reads_done(&self) -> Result<(), String> {
-        match readers::wait_until_between_reads(READS_TIMEOUT, READS_FALLBACK) {
+        match readers::wait_until_between_reads(READS_TIMEOUT, READS_FALLBACK, &*self.stopping) {
             Quiet::Yes => Ok(()),
+            Quiet::Busy if (self.stopping)() => Err("collectd is shutting down".into()),
             Quiet::Busy => Err(format!(
                 "a read callback was still running after {} s",
                 READS_TIMEOUT.as_secs()

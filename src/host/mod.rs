@@ -169,7 +169,7 @@ fn start(mut config: Config) -> Result<Phase, String> {
     if app.control.submit(move |c| a.plugins.startup(c)).is_err() {
         log::error!("cannot queue the re-application of persisted plugin changes");
     }
-    let server = match Server::start(app.clone(), listeners) {
+    let server = match Server::start(app.clone(), listeners, signals::block_in_this_thread) {
         Ok(s) => s,
         Err(e) => {
             stop_control_thread(&app, control_thread);
@@ -339,15 +339,18 @@ unsafe extern "C" fn flush_cb(
 
 /// The control thread's entry point (started by plugin_thread_create).
 unsafe extern "C" fn control_main(arg: *mut c_void) -> *mut c_void {
+    signals::block_in_this_thread();
     let _ = catch_unwind(|| {
         // SAFETY: `arg` is the Box created in start_control_thread, handed
         // to exactly this thread.
         let boxed = unsafe { Box::from_raw(arg as *mut (Arc<App>, Worker)) };
         let (app, worker) = *boxed;
+        let a = app.clone();
         let daemon = daemon::Daemon {
             loader: loader::Loader::new(
                 app.info.plugin_dir.clone().unwrap_or_default(),
                 app.config.state_dir.clone().unwrap_or_default(),
+                Box::new(move || a.control.is_stopping()),
             ),
         };
         worker.run(&app.control, &daemon);

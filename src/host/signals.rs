@@ -3,13 +3,19 @@
 //! collectd's shutdown callbacks run last, after its read and write machinery
 //! is gone; a control operation racing with that touches freed lists. So we
 //! chain collectd's SIGTERM and SIGINT handlers: ours marks the control queue
-//! as stopping (an atomic store) and calls the previous handler.
+//! as stopping, waits (up to 5 s) until no control job runs any more, and
+//! only then calls collectd's handler, which starts the teardown. Our own
+//! threads block these signals, so the handler never runs on the control
+//! thread it waits for.
 
 use std::ffi::{c_int, c_void};
 
 use once_cell::sync::OnceCell;
 
 use super::APP;
+
+/// How long the handler waits for a running control job, in milliseconds.
+const STOP_WAIT_MS: u32 = 5000;
 
 static PREV_TERM: OnceCell<libc::sigaction> = OnceCell::new();
 static PREV_INT: OnceCell<libc::sigaction> = OnceCell::new();
@@ -19,6 +25,17 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
     // to the handler that was installed before ours.
     if let Some(app) = APP.get() {
         app.control.begin_shutdown();
+        let pause = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 1_000_000,
+        };
+        for _ in 0..STOP_WAIT_MS {
+            if app.control.try_stop() {
+                break;
+            }
+            // SAFETY: nanosleep is async-signal-safe; `pause` is valid.
+            unsafe { libc::nanosleep(&pause, std::ptr::null_mut()) };
+        }
     }
     let prev = match sig {
         libc::SIGTERM => PREV_TERM.get(),
@@ -49,6 +66,20 @@ extern "C" fn on_signal(sig: c_int, info: *mut libc::siginfo_t, ctx: *mut c_void
         // `void (*)(int)`.
         let f: extern "C" fn(c_int) = unsafe { std::mem::transmute(handler) };
         f(sig);
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread (one of ours), so that
+/// collectd's threads handle them.
+pub fn block_in_this_thread() {
+    // SAFETY: a sigset_t on our stack, filled by sigemptyset/sigaddset, and
+    // pthread_sigmask on the calling thread only.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
     }
 }
 

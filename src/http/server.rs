@@ -51,7 +51,12 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, String> 
 }
 
 impl Server {
-    pub fn start(app: Arc<App>, listeners: Vec<std::net::TcpListener>) -> std::io::Result<Server> {
+    /// `on_thread_start` runs first in every thread the server starts.
+    pub fn start(
+        app: Arc<App>,
+        listeners: Vec<std::net::TcpListener>,
+        on_thread_start: fn(),
+    ) -> std::io::Result<Server> {
         let addrs = listeners
             .iter()
             .filter_map(|l| l.local_addr().ok())
@@ -59,12 +64,14 @@ impl Server {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("rest-http")
+            .on_thread_start(on_thread_start)
             .enable_all()
             .build()?;
         let (stop_tx, stop_rx) = oneshot::channel();
         let thread = std::thread::Builder::new()
             .name("rest-server".into())
             .spawn(move || {
+                on_thread_start();
                 rt.block_on(serve(app, listeners, stop_rx));
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;

@@ -116,6 +116,8 @@ pub struct Setup {
     pub interval: f64,
     /// Environment variables for the collectd process.
     pub env: Vec<(String, String)>,
+    /// Whether collectd.conf names the types database (TypesDB).
+    pub types_db: bool,
 }
 
 impl Default for Setup {
@@ -128,6 +130,7 @@ impl Default for Setup {
             listen: true,
             interval: 1.0,
             env: Vec::new(),
+            types_db: true,
         }
     }
 }
@@ -158,10 +161,15 @@ impl Setup {
 
     fn config(&self, dir: &Path, port: u16) -> String {
         let d = dir.display();
+        let types_db = if self.types_db {
+            format!("TypesDB \"{TYPES_DB}\"\n")
+        } else {
+            String::new()
+        };
         let mut c = format!(
             "Hostname \"{HOSTNAME}\"\nFQDNLookup false\nBaseDir \"{d}\"\n\
              PIDFile \"{d}/collectd.pid\"\nPluginDir \"{d}/plugins\"\n\
-             TypesDB \"{TYPES_DB}\"\nInterval {}\nTimeout 2\n\
+             {types_db}Interval {}\nTimeout 2\n\
              LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n  \
              PrintSeverity true\n</Plugin>\n\
              LoadPlugin unixsock\n<Plugin unixsock>\n  SocketFile \"{d}/sock\"\n</Plugin>\n",
