@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 /// Interval the API gives the plugins under test; collectd's global
 /// Interval is 1 s and `load` (from collectd.conf) ticks with it.
 const INTERVAL: f64 = 0.5;
+/// The interval a reconfiguration sets.
+const NEW_INTERVAL: f64 = 0.75;
 
 fn setup(plugins: &[&str]) -> Setup {
     let mut s = Setup::default().load(&["load"]);
@@ -109,13 +111,17 @@ fn assert_cadence(c: &Collectd, plugin: &str, interval: f64) {
             let r = c.get(&format!("/v1/values/{id}"));
             if r.status == 200 {
                 let v = r.json();
-                assert_eq!(v["interval"], interval, "{id} interval");
+                // After a change of interval the last value read before it
+                // may still be the latest for a moment; never after new ones.
+                if v["interval"] != interval {
+                    assert!(times.is_empty(), "{id}: interval {}", v["interval"]);
+                    return None;
+                }
                 let t = v["time"].as_f64().unwrap();
                 if times.last() != Some(&t) {
                     times.push(t);
                 }
             }
-            std::thread::sleep(Duration::from_millis(20));
             (times.len() >= 5).then_some(())
         },
     );
@@ -183,16 +189,24 @@ fn read_plugin_lifecycle(name: &str, config: Option<&str>, check: impl Fn(&[Valu
     assert_cadence(&c, name, INTERVAL);
     check(&metrics(&c, name));
 
+    // Reconfigure: a new interval (the config is kept).
+    eprintln!("{name}: reconfigure");
+    let v = ok(put(&c, name, json!({ "interval": NEW_INTERVAL })));
+    assert_eq!(v["interval"], NEW_INTERVAL);
+    assert_eq!(v["config"], config.map_or(Value::Null, |s| json!(s)));
+    assert_cadence(&c, name, NEW_INTERVAL);
+    check(&metrics(&c, name));
+
     // collectd restarts: the plugin comes back with its config and interval.
     eprintln!("{name}: collectd restarts");
     let c = c.restart();
     let v = plugin(&c, name);
     assert_eq!(v["state"], "enabled", "{v}");
     assert_eq!(v["origin"], "api");
-    assert_eq!(v["interval"], INTERVAL);
+    assert_eq!(v["interval"], NEW_INTERVAL);
     assert_eq!(v["config"], config.map_or(Value::Null, |s| json!(s)));
     assert_values_flow(&c, name, 0.0);
-    assert_cadence(&c, name, INTERVAL);
+    assert_cadence(&c, name, NEW_INTERVAL);
     check(&metrics(&c, name));
 
     // Delete: values stop, and it stays gone after a restart.
@@ -342,7 +356,15 @@ fn reconfigure() {
 }
 
 fn csv_lines(c: &Collectd) -> usize {
-    let dir = c.dir.join(format!("csv/{HOSTNAME}/load"));
+    lines_in(c, "csv")
+}
+
+fn csv2_lines(c: &Collectd) -> usize {
+    lines_in(c, "csv2")
+}
+
+fn lines_in(c: &Collectd, data_dir: &str) -> usize {
+    let dir = c.dir.join(format!("{data_dir}/{HOSTNAME}/load"));
     std::fs::read_dir(&dir)
         .map(|es| {
             es.filter_map(|e| e.ok())
@@ -353,13 +375,25 @@ fn csv_lines(c: &Collectd) -> usize {
         .unwrap_or(0)
 }
 
-fn write_log_lines(c: &Collectd) -> usize {
-    c.log().matches("write_log values:").count()
+fn write_log_json(c: &Collectd) -> usize {
+    c.log().matches("\"plugin\":\"load\"").count()
+}
+
+fn write_log_graphite(c: &Collectd) -> usize {
+    c.log()
+        .matches(&format!("{HOSTNAME}.load.load.shortterm"))
+        .count()
 }
 
 /// A write plugin's output grows while it is enabled and stops while it is
 /// disabled.
-fn write_plugin_lifecycle(name: &str, config: &str, output: fn(&Collectd) -> usize) {
+/// `output` counts what the plugin wrote with `config`, `reconfigured`
+/// what it writes after a reconfiguration to `new_config`.
+fn write_plugin_lifecycle(
+    name: &str,
+    (config, output): (&str, fn(&Collectd) -> usize),
+    (new_config, reconfigured): (&str, fn(&Collectd) -> usize),
+) {
     let c = Collectd::start(setup(&[name]));
     ok(put(&c, name, json!({ "config": config })));
     let n = wait_for(&format!("{name} output"), Duration::from_secs(10), || {
@@ -386,6 +420,13 @@ fn write_plugin_lifecycle(name: &str, config: &str, output: fn(&Collectd) -> usi
         (output(&c) > n).then_some(())
     });
 
+    let v = ok(put(&c, name, json!({ "config": new_config })));
+    assert_eq!(v["config"], new_config);
+    wait_for("output as reconfigured", Duration::from_secs(10), || {
+        (reconfigured(&c) > 0).then_some(())
+    });
+    let output = reconfigured;
+
     let c = c.restart();
     assert_eq!(plugin(&c, name)["state"], "enabled");
     let n = output(&c);
@@ -407,12 +448,20 @@ fn write_plugin_lifecycle(name: &str, config: &str, output: fn(&Collectd) -> usi
 
 #[test]
 fn csv() {
-    write_plugin_lifecycle("csv", "DataDir \"csv\"", csv_lines);
+    write_plugin_lifecycle(
+        "csv",
+        ("DataDir \"csv\"", csv_lines),
+        ("DataDir \"csv2\"", csv2_lines),
+    );
 }
 
 #[test]
 fn write_log() {
-    write_plugin_lifecycle("write_log", "Format \"JSON\"", write_log_lines);
+    write_plugin_lifecycle(
+        "write_log",
+        ("Format \"JSON\"", write_log_json),
+        ("Format \"Graphite\"", write_log_graphite),
+    );
 }
 
 #[test]
