@@ -292,12 +292,21 @@ fn load_from_the_api() {
         }
         .load(&["memory"]),
     );
+    let loaded = |c: &Collectd| -> Vec<String> {
+        serde_json::from_value(ok(c.get("/v1/capabilities"))["plugins"]["loaded"].clone()).unwrap()
+    };
+    assert!(!loaded(&c).contains(&"load".to_string()));
     let t = now();
     let v = ok(put(&c, "load", json!({ "interval": INTERVAL })));
     assert_eq!(v["state"], "enabled");
+    assert!(loaded(&c).contains(&"load".to_string()));
     assert_values_flow(&c, "load", t);
     assert_cadence(&c, "load", INTERVAL);
     assert_eq!(ok(post(&c, "load", "disable"))["state"], "disabled");
+    assert!(
+        !loaded(&c).contains(&"load".to_string()),
+        "disabled: not running"
+    );
     let off = now() + 0.2;
     wait_for(
         "memory to read 3 more times",

@@ -66,12 +66,18 @@ pub const FEATURES: &[&str] = &[
 pub async fn capabilities(app: &Arc<App>, req: &ApiRequest) -> Result<Response<Body>> {
     req.query(&[])?;
     let available = app.info.available_plugins();
-    let candidates = available.clone();
-    // plugin_is_loaded reads collectd's plugin tree, which only the control
-    // thread may touch.
+    // The plugins that run (state enabled), as the plugin manager sees them
+    // on the control thread.
+    let a = app.clone();
     let loaded: Vec<String> = app
         .control
-        .run(move |c| candidates.into_iter().filter(|n| c.is_loaded(n)).collect())
+        .run(move |_| {
+            a.plugins
+                .list(Some(crate::plugins::PluginState::Enabled))
+                .into_iter()
+                .map(|p| p.name)
+                .collect()
+        })
         .await?;
     let c = &app.config;
     Ok(json_response(
