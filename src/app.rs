@@ -8,10 +8,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use crate::control::Control;
 use crate::plugins::Manager;
+use crate::rules::blacklist::Blacklist;
 use crate::store::{NotificationRing, ValueStore};
 
 /// Facts about the running daemon, read once at init.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct AgentInfo {
     pub hostname: String,
     /// collectd's global Interval, seconds.
@@ -26,6 +27,20 @@ pub struct AgentInfo {
     /// and notifications of this plugin make our callbacks panic, and so
     /// does a request filtering on it, to prove that panics are contained.
     pub fault_plugin: Option<String>,
+    /// Reads the kernel's clock discipline state (adjtimex), if it can.
+    pub clock: fn() -> Option<ClockState>,
+}
+
+/// The system clock's synchronization state, as the kernel reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ClockState {
+    /// The kernel considers the clock synchronized (not TIME_ERROR, no
+    /// STA_UNSYNC): an NTP or PTP daemon disciplines it.
+    pub synchronized: bool,
+    /// Maximum error, microseconds.
+    pub max_error_us: i64,
+    /// Estimated error, microseconds.
+    pub est_error_us: i64,
 }
 
 impl AgentInfo {
@@ -47,6 +62,11 @@ impl AgentInfo {
     }
 }
 
+/// StateDir file of the blacklist rules.
+pub const BLACKLIST_FILE: &str = "blacklist.json";
+/// StateDir file of the thresholds.
+pub const THRESHOLDS_FILE: &str = "thresholds.json";
+
 pub struct App {
     pub config: Config,
     pub info: AgentInfo,
@@ -54,6 +74,9 @@ pub struct App {
     pub notifications: NotificationRing,
     pub control: Control,
     pub plugins: Manager,
+    pub blacklist: Blacklist,
+    /// Set to true when the HTTP server stops: open streams end.
+    pub closing: tokio::sync::watch::Sender<bool>,
     started: Instant,
 }
 
@@ -61,15 +84,31 @@ impl App {
     /// `config.state_dir` must be resolved (Some) by now.
     pub fn new(config: Config, info: AgentInfo, control: Control) -> App {
         let state_dir = config.state_dir.clone().unwrap_or_default();
+        let blacklist = Blacklist::default();
+        let rules = crate::state::load_map(&state_dir.join(BLACKLIST_FILE));
+        for e in blacklist.load(rules) {
+            log::error!("{BLACKLIST_FILE}: {e}; rule left out");
+        }
+        let values = ValueStore::new(info.timeout_factor);
+        let thresholds = crate::state::load_map(&state_dir.join(THRESHOLDS_FILE));
+        for e in values.thresholds.load(thresholds) {
+            log::error!("{THRESHOLDS_FILE}: {e}; threshold left out");
+        }
         App {
-            values: ValueStore::new(info.timeout_factor),
+            blacklist,
+            values,
             notifications: NotificationRing::new(config.notification_buffer_size),
             plugins: Manager::new(info.plugin_dir.clone(), &state_dir),
+            closing: tokio::sync::watch::channel(false).0,
             config,
             info,
             control,
             started: Instant::now(),
         }
+    }
+
+    pub fn state_path(&self, file: &str) -> std::path::PathBuf {
+        self.config.state_dir.clone().unwrap_or_default().join(file)
     }
 
     pub fn uptime(&self) -> f64 {

@@ -23,5 +23,6 @@ pub mod http;
 pub mod model;
 pub mod plugins;
 pub mod readers;
+pub mod rules;
 pub mod state;
 pub mod store;

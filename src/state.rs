@@ -85,6 +85,65 @@ pub fn load_json<T: DeserializeOwned>(path: &Path) -> io::Result<Loaded<T>> {
     }
 }
 
+/// A StateDir file holding named objects: `{"version": 1, "items": {...}}`.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MapFile<T> {
+    version: u32,
+    items: std::collections::BTreeMap<String, T>,
+}
+
+const MAP_VERSION: u32 = 1;
+
+/// Reads a map file; a missing file is empty; a file that does not parse
+/// (or of another version) is logged, kept aside and treated as empty.
+pub fn load_map<T: DeserializeOwned>(path: &Path) -> std::collections::BTreeMap<String, T> {
+    match load_json::<MapFile<T>>(path) {
+        Ok(Loaded::Ok(f)) if f.version == MAP_VERSION => f.items,
+        Ok(Loaded::Ok(f)) => {
+            log::error!(
+                "{}: unknown version {}; ignoring it",
+                path.display(),
+                f.version
+            );
+            Default::default()
+        }
+        Ok(Loaded::Missing) => Default::default(),
+        Ok(Loaded::Corrupt { error, kept_at }) => {
+            log::error!(
+                "{} does not parse ({error}); kept it as {} and started without it",
+                path.display(),
+                kept_at.display()
+            );
+            Default::default()
+        }
+        Err(e) => {
+            log::error!("cannot read {}: {e}; starting without it", path.display());
+            Default::default()
+        }
+    }
+}
+
+/// Writes a map file atomically.
+pub fn save_map<T: Serialize>(
+    path: &Path,
+    items: &std::collections::BTreeMap<String, T>,
+) -> Result<(), String> {
+    #[derive(Serialize)]
+    struct Out<'a, T> {
+        version: u32,
+        items: &'a std::collections::BTreeMap<String, T>,
+    }
+    save_json(
+        path,
+        &Out {
+            version: MAP_VERSION,
+            items,
+        },
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -489,3 +489,40 @@ fn openapi_document_is_served_as_is() {
         "the served document differs from docs/openapi.json"
     );
 }
+
+/// The NTP-style time exchange: t1 and t2 from our clock around t0, and the
+/// kernel's clock state.
+#[test]
+fn time_exchange() {
+    let c = Collectd::start(Setup::default());
+    let t0 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let r = c.get(&format!("/v1/time?t0={t0}"));
+    let t3 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["t0"], t0);
+    let (t1, t2) = (j["t1"].as_f64().unwrap(), j["t2"].as_f64().unwrap());
+    // Same host, same clock: t0 <= t1 <= t2 <= t3, and the offset the
+    // client computes is within the round trip.
+    assert!(t0 <= t1 && t1 <= t2 && t2 <= t3, "{t0} {t1} {t2} {t3}");
+    let offset = ((t1 - t0) + (t2 - t3)) / 2.0;
+    let delay = (t3 - t0) - (t2 - t1);
+    assert!(offset.abs() <= delay, "offset {offset}, delay {delay}");
+    assert_eq!(j["interval"], 1.0);
+    let clock = &j["clock"];
+    assert!(clock["synchronized"].is_boolean(), "{j}");
+    assert!(clock["max_error_us"].as_i64().unwrap() >= 0);
+    assert!(clock["est_error_us"].as_i64().unwrap() >= 0);
+    // t0 is optional; a bad one is refused.
+    assert_eq!(c.get("/v1/time").json()["t0"], serde_json::Value::Null);
+    c.get("/v1/time?t0=soon")
+        .assert_error(400, "invalid_parameter");
+    c.get("/v1/time?t0=nan")
+        .assert_error(400, "invalid_parameter");
+}

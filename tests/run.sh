@@ -4,8 +4,9 @@
 # black-box tests that start a real collectd with the plugin.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-# librrd8: the rrdtool plugin, used to observe a flush inside collectd.
-"$repo/examples/install-deps.sh" librrd8 curl
+# The libraries of the plugins the tests load (rrdtool, ping, write_prometheus),
+# promtool (package prometheus) to check GET /metrics, curl.
+"$repo/examples/install-deps.sh" librrd8 liboping0 libmicrohttpd12 libprotobuf-c1 prometheus curl
 cd "$repo"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -8,7 +8,7 @@ use super::convert::{cstr, fill, severity_to_c};
 use crate::app::AgentInfo;
 use crate::control::Collectd;
 use crate::ffi;
-use crate::model::{CdTime, ConfigItem, Notification};
+use crate::model::{CdTime, ConfigItem, MetaValue, Notification};
 
 /// The directory rest.so was loaded from: collectd's PluginDir (collectd
 /// has no getter for it, but it loads every plugin from there).
@@ -49,7 +49,24 @@ pub fn agent_info() -> AgentInfo {
         fault_plugin: std::env::var("COLLECTD_REST_FAULT_PLUGIN")
             .ok()
             .filter(|p| !p.is_empty()),
+        clock: kernel_clock,
     }
+}
+
+/// The kernel's clock state, read-only (adjtimex with no mode bits set).
+fn kernel_clock() -> Option<crate::app::ClockState> {
+    // SAFETY: timex is plain data; zero (modes 0) asks only to read.
+    let mut tx: libc::timex = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid timex on our stack; modes 0 changes nothing.
+    let state = unsafe { libc::adjtimex(&mut tx) };
+    if state < 0 {
+        return None;
+    }
+    Some(crate::app::ClockState {
+        synchronized: state != libc::TIME_ERROR && tx.status & libc::STA_UNSYNC == 0,
+        max_error_us: tx.maxerror,
+        est_error_us: tx.esterror,
+    })
 }
 
 /// collectd's BaseDir (global option), if set.
@@ -60,6 +77,61 @@ pub fn base_dir() -> Option<PathBuf> {
     // SAFETY: p is NULL or a valid C string owned by collectd.
     let dir = unsafe { cstr(p) }.into_owned();
     (!dir.is_empty()).then(|| PathBuf::from(dir))
+}
+
+/// plugin_dispatch_notification of `n`, meta data included. Any thread may
+/// call it (collectd's threshold plugin does from its write callback).
+pub fn dispatch(n: &Notification) -> Result<(), String> {
+    // SAFETY: notification_t is plain data (arrays, numbers, a NULL meta
+    // pointer); all-zero is its initial state (NOTIFICATION_INIT).
+    let mut c: ffi::notification_t = unsafe { std::mem::zeroed() };
+    c.severity = severity_to_c(n.severity);
+    c.time = n.time;
+    fill(&mut c.message, &n.message);
+    fill(&mut c.host, &n.host);
+    fill(&mut c.plugin, &n.plugin);
+    fill(&mut c.plugin_instance, &n.plugin_instance);
+    fill(&mut c.type_, &n.type_);
+    fill(&mut c.type_instance, &n.type_instance);
+    for (key, value) in &n.meta {
+        let k = c_string(key);
+        // SAFETY: `c` is a valid notification; collectd copies the key
+        // and the string value into the meta list it allocates.
+        unsafe {
+            match value {
+                MetaValue::String(s) => {
+                    let v = c_string(s);
+                    ffi::plugin_notification_meta_add_string(&mut c, k.as_ptr(), v.as_ptr())
+                }
+                MetaValue::Signed(v) => {
+                    ffi::plugin_notification_meta_add_signed_int(&mut c, k.as_ptr(), *v)
+                }
+                MetaValue::Unsigned(v) => {
+                    ffi::plugin_notification_meta_add_unsigned_int(&mut c, k.as_ptr(), *v)
+                }
+                MetaValue::Double(v) => {
+                    ffi::plugin_notification_meta_add_double(&mut c, k.as_ptr(), *v)
+                }
+                MetaValue::Boolean(v) => {
+                    ffi::plugin_notification_meta_add_boolean(&mut c, k.as_ptr(), *v)
+                }
+            };
+        }
+    }
+    // SAFETY: `c` is a complete notification on our stack; collectd only
+    // reads it during the call. The meta list it allocated is freed after.
+    let status = unsafe {
+        let status = ffi::plugin_dispatch_notification(&c);
+        if !c.meta.is_null() {
+            ffi::plugin_notification_meta_free(c.meta);
+        }
+        status
+    };
+    if status == 0 {
+        Ok(())
+    } else {
+        Err(format!("plugin_dispatch_notification returned {status}"))
+    }
 }
 
 fn c_string(s: &str) -> CString {
@@ -73,25 +145,7 @@ pub struct Daemon {
 
 impl Collectd for Daemon {
     fn dispatch_notification(&self, n: &Notification) -> Result<(), String> {
-        // SAFETY: notification_t is plain data (arrays, numbers, a NULL meta
-        // pointer); all-zero is its initial state (NOTIFICATION_INIT).
-        let mut c: ffi::notification_t = unsafe { std::mem::zeroed() };
-        c.severity = severity_to_c(n.severity);
-        c.time = n.time;
-        fill(&mut c.message, &n.message);
-        fill(&mut c.host, &n.host);
-        fill(&mut c.plugin, &n.plugin);
-        fill(&mut c.plugin_instance, &n.plugin_instance);
-        fill(&mut c.type_, &n.type_);
-        fill(&mut c.type_instance, &n.type_instance);
-        // SAFETY: `c` is a complete notification on our stack; collectd
-        // only reads it during the call.
-        let status = unsafe { ffi::plugin_dispatch_notification(&c) };
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(format!("plugin_dispatch_notification returned {status}"))
-        }
+        dispatch(n)
     }
 
     fn flush(&self, plugin: Option<&str>, timeout: CdTime, identifier: Option<&str>) -> i32 {

@@ -1,8 +1,9 @@
 //! A filter-chain match, "rest", in a rule of collectd's pre-cache chain
 //! with the target "stop": a value it matches is dropped before collectd's
 //! value cache and before every write plugin. It matches values the plugin
-//! operations hold back (`crate::plugins::Hold`): those a plugin read before
-//! its config and init were applied.
+//! operations hold back (`crate::plugins::Hold`: those a plugin read before
+//! its config and init were applied) and values the blacklist names
+//! (`crate::rules::blacklist`).
 //!
 //! The rule is created while collectd reads its config (from
 //! module_register), because collectd looks the pre-cache chain up at the
@@ -42,7 +43,22 @@ unsafe extern "C" fn matches(
         }
         // SAFETY: collectd passes a valid value list for this call.
         let vl = unsafe { &*vl };
-        if app.plugins.hold.should_drop(&field(&vl.plugin), vl.time) {
+        // Both checks are one atomic load when nothing is held or listed.
+        let held = app.plugins.hold.is_active()
+            && app.plugins.hold.should_drop(&field(&vl.plugin), vl.time);
+        let drop = held
+            || (!app.blacklist.is_empty()
+                && crate::rules::blacklist::matches(
+                    &app.blacklist,
+                    [
+                        &field(&vl.host),
+                        &field(&vl.plugin),
+                        &field(&vl.plugin_instance),
+                        &field(&vl.type_),
+                        &field(&vl.type_instance),
+                    ],
+                ));
+        if drop {
             ffi::FC_MATCH_MATCHES as c_int
         } else {
             no

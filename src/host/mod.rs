@@ -296,7 +296,13 @@ unsafe extern "C" fn write_cb(
         if app.info.fault_plugin.is_some() {
             app.info.fault_check(&vl.plugin);
         }
-        app.values.update(&convert::HostDataSet(ds), vl);
+        let (_, event) = app.values.record(&convert::HostDataSet(ds), vl);
+        // A threshold state changed: notify, with no lock of ours held.
+        if let Some(n) = event {
+            if let Err(e) = daemon::dispatch(&n) {
+                log::warn!("threshold notification for {}: {e}", n.plugin);
+            }
+        }
         0
     })
 }

@@ -104,6 +104,41 @@ pub async fn capabilities(app: &Arc<App>, req: &ApiRequest) -> Result<Response<B
     ))
 }
 
+/// NTP-style exchange: the client sends its clock reading t0, we answer
+/// with the time the request arrived (t1) and the time we answer (t2); with
+/// its own receive time t3 the client computes
+/// offset = ((t1 - t0) + (t2 - t3)) / 2 and delay = (t3 - t0) - (t2 - t1).
+pub fn time(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
+    let t1 = req.received.unwrap_or_else(now_secs);
+    let q = req.query(&["t0"])?;
+    let t0 = match q.get("t0") {
+        None => None,
+        Some(s) => Some(
+            s.parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_parameter",
+                        format!("t0 must be a number of seconds, got {s:?}"),
+                    )
+                })?,
+        ),
+    };
+    let clock = (app.info.clock)();
+    let t2 = now_secs();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "t0": t0,
+            "t1": t1,
+            "t2": t2,
+            "clock": clock,
+            "interval": app.info.interval,
+        }),
+    ))
+}
+
 pub fn openapi(req: &ApiRequest) -> Result<Response<Body>> {
     req.query(&[])?;
     Ok(raw_json_response(
@@ -121,6 +156,19 @@ pub fn metrics(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     }
     let metrics = snap.entries.iter().map(MetricJson).collect();
     Ok(json_response(StatusCode::OK, &Out { metrics }))
+}
+
+/// The latest values in the Prometheus text format (see `prometheus`).
+pub fn prometheus(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
+    let q = req.query(&FILTER_KEYS)?;
+    let snap = app.values.snapshot(&value_filter(&q), true);
+    let text = super::prometheus::render(&snap, &app.info.hostname);
+    let mut resp = raw_json_response(StatusCode::OK, text.into_bytes());
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    Ok(resp)
 }
 
 pub fn values(app: &App, req: &ApiRequest) -> Result<Response<Body>> {

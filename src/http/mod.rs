@@ -8,9 +8,12 @@ pub mod error;
 pub mod handlers;
 pub mod json;
 pub mod plugins;
+pub mod prometheus;
 pub mod request;
 pub mod router;
+pub mod rules;
 pub mod server;
+pub mod stream;
 
 use std::convert::Infallible;
 

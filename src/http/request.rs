@@ -18,6 +18,8 @@ pub struct ApiRequest {
     pub query: Option<String>,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request arrived (UNIX seconds), if known.
+    pub received: Option<f64>,
 }
 
 impl ApiRequest {
@@ -32,6 +34,7 @@ impl ApiRequest {
             query,
             headers: HeaderMap::new(),
             body: Bytes::new(),
+            received: None,
         }
     }
 

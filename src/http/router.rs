@@ -8,8 +8,8 @@ use hyper::Response;
 
 use super::error::ApiError;
 use super::request::{percent_decode, ApiRequest};
-use super::{auth, handlers, plugins, Body};
-use crate::app::App;
+use super::{auth, handlers, plugins, rules, Body};
+use crate::app::{App, BLACKLIST_FILE, THRESHOLDS_FILE};
 
 /// A route: a path template (`{name}` matches one non-empty segment) and the
 /// methods it answers.
@@ -25,14 +25,21 @@ const fn r(path: &'static str, methods: &'static [&'static str]) -> RouteSpec {
 
 /// Every route the API serves.
 pub const ROUTES: &[RouteSpec] = &[
+    r("/metrics", &["GET"]),
     r("/v1/health", &["GET"]),
     r("/v1/capabilities", &["GET"]),
     r("/v1/openapi.json", &["GET"]),
+    r("/v1/time", &["GET"]),
     r("/v1/metrics", &["GET"]),
     r("/v1/values", &["GET"]),
     r("/v1/values/{host}/{plugin}/{type}", &["GET"]),
     r("/v1/notifications", &["GET", "POST"]),
+    r("/v1/notifications/stream", &["GET"]),
     r("/v1/flush", &["POST"]),
+    r("/v1/blacklist", &["GET"]),
+    r("/v1/blacklist/{id}", &["PUT", "DELETE"]),
+    r("/v1/thresholds", &["GET"]),
+    r("/v1/thresholds/{id}", &["PUT", "DELETE"]),
     r("/v1/plugins", &["GET"]),
     r("/v1/plugins/{name}", &["GET", "PUT", "DELETE"]),
     r("/v1/plugins/{name}/enable", &["POST"]),
@@ -79,15 +86,42 @@ async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, Api
     }
     auth::authorize(app, &req, auth::required_role(spec.path, method))?;
     match (spec.path, method) {
+        ("/metrics", "GET") => handlers::prometheus(app, &req),
         ("/v1/health", "GET") => handlers::health(app, &req),
         ("/v1/capabilities", "GET") => handlers::capabilities(app, &req).await,
         ("/v1/openapi.json", "GET") => handlers::openapi(&req),
+        ("/v1/time", "GET") => handlers::time(app, &req),
         ("/v1/metrics", "GET") => handlers::metrics(app, &req),
         ("/v1/values", "GET") => handlers::values(app, &req),
         ("/v1/values/{host}/{plugin}/{type}", "GET") => handlers::value(app, &req, &params),
         ("/v1/notifications", "GET") => handlers::notifications(app, &req),
         ("/v1/notifications", "POST") => handlers::post_notification(app, &req).await,
+        ("/v1/notifications/stream", "GET") => {
+            super::stream::subscribe(app, &req, app.closing.subscribe())
+        }
         ("/v1/flush", "POST") => handlers::flush(app, &req).await,
+        ("/v1/blacklist", "GET") => rules::list(&app.blacklist, "blacklist", &req),
+        ("/v1/blacklist/{id}", "PUT") => {
+            rules::put(app, &app.blacklist, BLACKLIST_FILE, &req, &params[0])
+        }
+        ("/v1/blacklist/{id}", "DELETE") => {
+            rules::delete(app, &app.blacklist, BLACKLIST_FILE, &req, &params[0])
+        }
+        ("/v1/thresholds", "GET") => rules::list(&app.values.thresholds, "thresholds", &req),
+        ("/v1/thresholds/{id}", "PUT") => rules::put(
+            app,
+            &app.values.thresholds,
+            THRESHOLDS_FILE,
+            &req,
+            &params[0],
+        ),
+        ("/v1/thresholds/{id}", "DELETE") => rules::delete(
+            app,
+            &app.values.thresholds,
+            THRESHOLDS_FILE,
+            &req,
+            &params[0],
+        ),
         ("/v1/plugins", "GET") => plugins::list(app, &req).await,
         ("/v1/plugins/{name}", "GET") => plugins::get(app, &req, &params[0]).await,
         ("/v1/plugins/{name}", "PUT") => plugins::put(app, &req, &params[0]).await,

@@ -138,6 +138,8 @@ async fn serve(
     for t in &tasks {
         t.abort();
     }
+    // Streams end now; other requests get the grace period.
+    let _ = app.closing.send(true);
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
         .is_err()
@@ -195,6 +197,7 @@ fn serve_connection(app: &Arc<App>, graceful: &GracefulShutdown, stream: tokio::
 /// Reads the body (bounded by MaxRequestBytes) and hands the request to the
 /// router.
 async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let received = now_secs();
     let max = app.config.max_request_bytes;
     let declared = req
         .headers()
@@ -221,6 +224,7 @@ async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         query: parts.uri.query().map(String::from),
         headers: parts.headers,
         body,
+        received: Some(received),
     };
     router::handle(&app, api_req).await
 }

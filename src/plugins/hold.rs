@@ -33,6 +33,11 @@ pub struct Hold {
 }
 
 impl Hold {
+    /// Whether anything is held at all (one atomic load).
+    pub fn is_active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     /// Called for every value when a hold exists: drop this value?
     pub fn should_drop(&self, plugin: &str, time: CdTime) -> bool {
         if !self.active.load(Ordering::Acquire) {

@@ -19,8 +19,10 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::model::{
-    cdtime_to_secs, CdTime, DataSet, DataSetLike, DsType, Meta, MetricName, RawValue, ValueListRef,
+    cdtime_to_secs, CdTime, DataSet, DataSetLike, DsType, Meta, MetricName, Notification, RawValue,
+    ValueListRef,
 };
+use crate::rules::thresholds::{self, MetricState, Thresholds};
 
 const SHARDS: usize = 64;
 
@@ -77,6 +79,8 @@ struct Entry {
     /// Monotonic nanoseconds (since the store's epoch) of the last update.
     updated: u64,
     meta: Option<Arc<Meta>>,
+    /// Which thresholds apply and the metric's state against them.
+    thresholds: MetricState,
 }
 
 /// A shard: entries in a slab (stable slot numbers, so that a reader can
@@ -165,6 +169,8 @@ pub enum Update {
 
 pub struct ValueStore {
     shards: Box<[Shard]>,
+    /// The thresholds every value is checked against.
+    pub thresholds: Thresholds,
     data_sets: Mutex<HashMap<Box<str>, Arc<DataSet>>>,
     /// collectd's Timeout (global option): a metric expires after
     /// `timeout * interval` without an update.
@@ -221,6 +227,7 @@ impl ValueStore {
     pub fn new(timeout_factor: u32) -> Self {
         ValueStore {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            thresholds: Thresholds::default(),
             data_sets: Mutex::new(HashMap::new()),
             timeout_factor: u64::from(timeout_factor.max(1)),
             epoch: Instant::now(),
@@ -243,10 +250,22 @@ impl ValueStore {
         (h as usize) % SHARDS
     }
 
-    /// The write path: records `vl` (described by `ds`) as the latest value.
+    /// Records `vl` as the latest value (see `record`).
     pub fn update<D: DataSetLike>(&self, ds: &D, vl: ValueListRef<'_>) -> Update {
+        self.record(ds, vl).0
+    }
+
+    /// The write path: records `vl` (described by `ds`) as the latest
+    /// value, and checks it against the thresholds; returns what it did and
+    /// the notification a threshold state change calls for (to dispatch
+    /// with no lock held).
+    pub fn record<D: DataSetLike>(
+        &self,
+        ds: &D,
+        vl: ValueListRef<'_>,
+    ) -> (Update, Option<Notification>) {
         if vl.values.len() != ds.len() || vl.values.is_empty() {
-            return Update::Invalid;
+            return (Update::Invalid, None);
         }
         let now = self.now();
         ID_BUF.with(|buf| {
@@ -260,7 +279,7 @@ impl ValueStore {
             if let Some(e) = inner.get_mut(id.as_str()) {
                 if ds.same_types(&e.ds) {
                     if vl.time <= e.time {
-                        return Update::TooOld;
+                        return (Update::TooOld, None);
                     }
                     let dt = cdtime_to_secs(vl.time - e.time);
                     for i in 0..vl.values.len() {
@@ -277,7 +296,15 @@ impl ValueStore {
                     } else if e.meta.is_some() {
                         e.meta = None;
                     }
-                    return Update::Updated;
+                    let event = thresholds::evaluate(
+                        &self.thresholds,
+                        &mut e.thresholds,
+                        &e.name,
+                        &e.ds,
+                        &e.rates,
+                        e.time,
+                    );
+                    return (Update::Updated, event);
                 }
                 // The type's data set changed (types.db reloaded): start over.
                 inner.remove(id.as_str());
@@ -303,7 +330,7 @@ impl ValueStore {
                     )
                 })
                 .collect();
-            let entry = Entry {
+            let mut entry = Entry {
                 name,
                 ds: data_set,
                 values: vl.values.into(),
@@ -312,15 +339,24 @@ impl ValueStore {
                 interval: vl.interval,
                 updated: now,
                 meta: vl.meta.map(Arc::new),
+                thresholds: MetricState::default(),
             };
+            let event = thresholds::evaluate(
+                &self.thresholds,
+                &mut entry.thresholds,
+                &entry.name,
+                &entry.ds,
+                &entry.rates,
+                entry.time,
+            );
             let mut inner = shard.0.lock();
             // Another write thread may have inserted it meanwhile; collectd
             // delivers one metric's values in order on the whole, keep newest.
             match inner.get(id.as_str()) {
-                Some(e) if e.time >= entry.time => Update::TooOld,
+                Some(e) if e.time >= entry.time => (Update::TooOld, None),
                 _ => {
                     inner.insert(entry);
-                    Update::New
+                    (Update::New, event)
                 }
             }
         })
