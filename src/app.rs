@@ -89,7 +89,7 @@ impl App {
         for e in blacklist.load(rules) {
             log::error!("{BLACKLIST_FILE}: {e}; rule left out");
         }
-        let values = ValueStore::new(info.timeout_factor);
+        let values = ValueStore::new(info.timeout_factor, config.history_size);
         let thresholds = crate::state::load_map(&state_dir.join(THRESHOLDS_FILE));
         for e in values.thresholds.load(thresholds) {
             log::error!("{THRESHOLDS_FILE}: {e}; threshold left out");

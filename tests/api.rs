@@ -156,10 +156,7 @@ fn putval_values_and_rates_agree_with_collectd() {
     let t0 = unix_now() - 20;
     let t1 = t0 + 5;
     let put = |id: &str, opts: &str, t: u64, v: &str| {
-        let r = c.unixsock(&format!(
-            "PUTVAL \"{HOSTNAME}/{id}\" interval=10 {opts} {t}:{v}"
-        ));
-        assert!(r[0].starts_with("0 "), "PUTVAL {id}: {r:?}");
+        c.putval(id, &format!("interval=10 {opts}"), t, v);
     };
     // PUTVAL takes string meta data quoted twice: the option parser
     // strips the outer quotes, the meta parser wants the inner ones.
@@ -270,7 +267,23 @@ fn putval_values_and_rates_agree_with_collectd() {
     assert_eq!(ids, sorted);
 
     // An older value than the cached one is ignored, as collectd does.
-    put("test-a/derive-d", "", t0 + 1, "5");
+    let r = c.unixsock(&format!(
+        "PUTVAL \"{HOSTNAME}/test-a/derive-d\" interval=10 {}:5",
+        t0 + 1
+    ));
+    assert!(r[0].starts_with("0 "), "{r:?}");
+    // collectd's cache saw it (and refused it, logging so) before the write
+    // callbacks run; ours ignores it too.
+    c.wait_log("Value too old: name = testhost/test-a/derive-d");
+    // The 9 values before it and this one reached our write callback.
+    wait_for(
+        "our write callback to see it",
+        Duration::from_secs(10),
+        || {
+            let h = c.get("/v1/health").json();
+            (h["values_received"].as_u64()? >= 10).then_some(())
+        },
+    );
     assert_eq!(
         value(&c, &id("test-a/derive-d")).unwrap()["values"],
         serde_json::json!([1500])
@@ -525,4 +538,98 @@ fn time_exchange() {
         .assert_error(400, "invalid_parameter");
     c.get("/v1/time?t0=nan")
         .assert_error(400, "invalid_parameter");
+}
+
+/// The buffered history: every sample after a cursor, in arrival order,
+/// with what the reader lost when it fell behind.
+#[test]
+fn history_with_cursors_and_overflow() {
+    let c = Collectd::start(Setup::default().rest("HistorySize 4"));
+    let t0 = unix_now() - 1000;
+    let put = |id: &str, t: u64, v: u64| c.putval(id, "interval=10", t, &v.to_string());
+    let read = |query: &str| -> Value {
+        let r = c.get(&format!("/v1/history{query}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let ids_values = |page: &Value| -> Vec<(String, f64)> {
+        page["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                (
+                    format!(
+                        "{}-{}",
+                        v["plugin"].as_str().unwrap(),
+                        v["type_instance"].as_str().unwrap()
+                    ),
+                    v["values"][0].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    put("hist/gauge-a", t0, 1);
+    put("hist/gauge-b", t0, 2);
+    put("hist/gauge-a", t0 + 10, 3);
+    let page = wait_for("3 samples", Duration::from_secs(10), || {
+        let p = read("?plugin=hist");
+        (p["values"].as_array().unwrap().len() == 3).then_some(p)
+    });
+    assert_eq!(
+        ids_values(&page),
+        [
+            ("hist-a".into(), 1.0),
+            ("hist-b".into(), 2.0),
+            ("hist-a".into(), 3.0)
+        ]
+    );
+    assert_eq!(page["lost"], 0);
+    let cursor = page["cursor"]
+        .as_str()
+        .expect("an opaque string cursor")
+        .to_string();
+    assert_eq!(page["values"][2]["time"], (t0 + 10) as f64);
+    assert_eq!(page["values"][2]["dsnames"], serde_json::json!(["value"]));
+
+    // Only what came after the cursor; nothing twice, nothing missed.
+    put("hist/gauge-b", t0 + 10, 4);
+    let page = wait_for("the 4th sample", Duration::from_secs(10), || {
+        let p = read(&format!("?plugin=hist&since={cursor}"));
+        (!p["values"].as_array().unwrap().is_empty()).then_some(p)
+    });
+    assert_eq!(ids_values(&page), [("hist-b".into(), 4.0)]);
+    let cursor = page["cursor"].as_str().unwrap().to_string();
+
+    // A reader that falls behind: metric a gets 6 more samples, its ring
+    // keeps 4, so 3 of the 7 it had since the first read are gone.
+    for k in 2..8 {
+        put("hist/gauge-a", t0 + 10 * k, 10 + k);
+    }
+    let page = wait_for("a's samples", Duration::from_secs(10), || {
+        let p = read(&format!("?plugin=hist&since={cursor}"));
+        (p["values"].as_array().unwrap().len() == 4).then_some(p)
+    });
+    let got: Vec<f64> = ids_values(&page).into_iter().map(|x| x.1).collect();
+    assert_eq!(got, [14.0, 15.0, 16.0, 17.0]);
+    assert_eq!(page["lost"], 2, "samples 12 and 13 were evicted unread");
+    // From the start: everything buffered, every eviction counted.
+    let all = read("?plugin=hist");
+    assert_eq!(all["values"].as_array().unwrap().len(), 6, "4 of a, 2 of b");
+    assert_eq!(all["lost"], 4);
+    // Pages: the cursor goes on exactly where a page stopped.
+    let p1 = read("?plugin=hist&limit=4");
+    let c1 = p1["cursor"].as_str().unwrap();
+    let p2 = read(&format!("?plugin=hist&limit=4&since={c1}"));
+    assert_eq!(
+        p1["values"].as_array().unwrap().len() + p2["values"].as_array().unwrap().len(),
+        6
+    );
+    assert_eq!(p2["lost"], 0, "the lost were counted on the first page");
+    c.get("/v1/history?since=abc")
+        .assert_error(400, "invalid_parameter");
+    c.get("/v1/history?limit=0")
+        .assert_error(400, "invalid_parameter");
+    c.get("/v1/history?cursor=1")
+        .assert_error(400, "unknown_parameter");
 }

@@ -178,12 +178,16 @@ fn thresholds_notify_collectd_and_survive_a_restart() {
     );
     let id = format!("{HOSTNAME}/test/gauge-x");
     let t0 = common::unix_now() - 100;
+    // One value at a time: collectd's write threads may otherwise take two
+    // values of one metric out of order (its cache then drops the older).
     for (i, v) in [5, 15, 25, 25, 5].iter().enumerate() {
-        let r = c.unixsock(&format!(
-            "PUTVAL \"{id}\" interval=10 {}:{v}",
-            t0 + i as u64
-        ));
+        let t = t0 + i as u64;
+        let r = c.unixsock(&format!("PUTVAL \"{id}\" interval=10 {t}:{v}"));
         assert!(r[0].starts_with("0 "), "{r:?}");
+        wait_for("the value in the store", Duration::from_secs(10), || {
+            let v = c.get(&format!("/v1/values/{id}")).json();
+            (v["time"] == t as f64).then_some(())
+        });
     }
     // Four state changes (the first value reports okay, as collectd's
     // threshold plugin does), each through collectd to its consumers.

@@ -57,10 +57,16 @@ pub fn health(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
 pub const FEATURES: &[&str] = &[
     "values",
     "metrics",
+    "history",
+    "prometheus",
     "notifications",
+    "notification_stream",
     "flush",
     "heartbeat",
+    "time",
     "plugins",
+    "thresholds",
+    "blacklist",
 ];
 
 pub async fn capabilities(app: &Arc<App>, req: &ApiRequest) -> Result<Response<Body>> {
@@ -188,6 +194,48 @@ pub fn values(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
         .map(|entry| ValueListJson { snap: &snap, entry })
         .collect();
     Ok(json_response(StatusCode::OK, &Out { values }))
+}
+
+/// Samples one history read returns when no limit is given.
+const DEFAULT_HISTORY_LIMIT: u64 = 10_000;
+
+/// Every buffered sample after the cursor, in arrival order.
+pub fn history(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
+    let mut keys = FILTER_KEYS.to_vec();
+    keys.extend(["since", "limit"]);
+    let q = req.query(&keys)?;
+    let since = match q.get("since") {
+        None | Some("") => 0,
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_parameter",
+                format!("since must be a cursor from a previous answer, got {s:?}"),
+            )
+        })?,
+    };
+    let limit = q
+        .u64("limit", 1, 1_000_000)?
+        .unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let (snap, cursor, lost) = app.values.history(since, limit as usize, &value_filter(&q));
+    #[derive(Serialize)]
+    struct Out<'a> {
+        cursor: String,
+        lost: u64,
+        values: Vec<ValueListJson<'a>>,
+    }
+    let values = snap
+        .entries
+        .iter()
+        .map(|entry| ValueListJson { snap: &snap, entry })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &Out {
+            cursor: cursor.to_string(),
+            lost,
+            values,
+        },
+    ))
 }
 
 pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<Body>> {

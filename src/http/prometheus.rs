@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn names_and_labels_like_write_prometheus() {
-        let s = ValueStore::new(1_000_000);
+        let s = ValueStore::new(1_000_000, 10);
         let cpu = ds("cpu", &[("value", DsType::Derive)]);
         let load = ds(
             "load",

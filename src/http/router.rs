@@ -33,6 +33,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("/v1/metrics", &["GET"]),
     r("/v1/values", &["GET"]),
     r("/v1/values/{host}/{plugin}/{type}", &["GET"]),
+    r("/v1/history", &["GET"]),
     r("/v1/notifications", &["GET", "POST"]),
     r("/v1/notifications/stream", &["GET"]),
     r("/v1/flush", &["POST"]),
@@ -94,6 +95,7 @@ async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, Api
         ("/v1/metrics", "GET") => handlers::metrics(app, &req),
         ("/v1/values", "GET") => handlers::values(app, &req),
         ("/v1/values/{host}/{plugin}/{type}", "GET") => handlers::value(app, &req, &params),
+        ("/v1/history", "GET") => handlers::history(app, &req),
         ("/v1/notifications", "GET") => handlers::notifications(app, &req),
         ("/v1/notifications", "POST") => handlers::post_notification(app, &req).await,
         ("/v1/notifications/stream", "GET") => {

@@ -1,6 +1,7 @@
 //! What the plugin keeps of what collectd delivers: the latest values and
 //! the notification ring.
 
+pub mod history;
 pub mod notifications;
 pub mod values;
 

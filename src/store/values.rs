@@ -13,6 +13,7 @@ use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,6 +24,7 @@ use crate::model::{
     ValueListRef,
 };
 use crate::rules::thresholds::{self, MetricState, Thresholds};
+use crate::store::history::Ring;
 
 const SHARDS: usize = 64;
 
@@ -81,6 +83,8 @@ struct Entry {
     meta: Option<Arc<Meta>>,
     /// Which thresholds apply and the metric's state against them.
     thresholds: MetricState,
+    /// The last HistorySize samples.
+    history: Ring,
 }
 
 /// A shard: entries in a slab (stable slot numbers, so that a reader can
@@ -169,6 +173,11 @@ pub enum Update {
 
 pub struct ValueStore {
     shards: Box<[Shard]>,
+    /// Samples kept per metric.
+    history_size: usize,
+    /// The sequence number the next sample gets (starts at 1); taken under
+    /// the lock of the shard the sample goes into.
+    next_seq: AtomicU64,
     /// The thresholds every value is checked against.
     pub thresholds: Thresholds,
     data_sets: Mutex<HashMap<Box<str>, Arc<DataSet>>>,
@@ -190,6 +199,8 @@ pub struct SnapEntry {
     pub time: CdTime,
     pub interval: CdTime,
     pub meta: Option<Arc<Meta>>,
+    /// A history sample's sequence number (0 for latest values).
+    pub seq: u64,
     offset: u32,
 }
 
@@ -224,9 +235,11 @@ pub struct StoreStats {
 }
 
 impl ValueStore {
-    pub fn new(timeout_factor: u32) -> Self {
+    pub fn new(timeout_factor: u32, history_size: usize) -> Self {
         ValueStore {
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            history_size: history_size.max(1),
+            next_seq: AtomicU64::new(1),
             thresholds: Thresholds::default(),
             data_sets: Mutex::new(HashMap::new()),
             timeout_factor: u64::from(timeout_factor.max(1)),
@@ -291,6 +304,8 @@ impl ValueStore {
                     e.time = vl.time;
                     e.interval = vl.interval;
                     e.updated = now;
+                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                    e.history.push(seq, vl.time, vl.values);
                     if let Some(m) = vl.meta {
                         e.meta = Some(Arc::new(m));
                     } else if e.meta.is_some() {
@@ -340,6 +355,7 @@ impl ValueStore {
                 updated: now,
                 meta: vl.meta.map(Arc::new),
                 thresholds: MetricState::default(),
+                history: Ring::new(self.history_size, vl.values.len(), vl.time),
             };
             let event = thresholds::evaluate(
                 &self.thresholds,
@@ -355,6 +371,8 @@ impl ValueStore {
             match inner.get(id.as_str()) {
                 Some(e) if e.time >= entry.time => (Update::TooOld, None),
                 _ => {
+                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                    entry.history.push(seq, entry.time, &entry.values);
                     inner.insert(entry);
                     (Update::New, event)
                 }
@@ -417,6 +435,7 @@ impl ValueStore {
                         time: e.time,
                         interval: e.interval,
                         meta: e.meta.clone(),
+                        seq: 0,
                         offset: snap.values.len() as u32,
                     });
                     if with_values {
@@ -438,6 +457,119 @@ impl ValueStore {
         snap
     }
 
+    /// Every sample after `since` (a sequence number; 0: from the start) of
+    /// the metrics `filter` selects, in arrival order, at most `limit`.
+    /// Returns the samples (each a snapshot entry with its `seq`), the
+    /// cursor to pass next time, and how many samples after `since` were
+    /// evicted before this read (see `history::Ring::evicted_after`).
+    pub fn history(&self, since: u64, limit: usize, filter: &Filter) -> (Snapshot, u64, u64) {
+        // Every sample up to `hi` is in its ring by the time we lock its
+        // shard: its number was taken under that lock, before this load.
+        let hi = self.next_seq.load(Ordering::SeqCst) - 1;
+        // A cursor from an earlier run of collectd (numbers restart).
+        let since = if since > hi { 0 } else { since };
+        let limit = limit.max(1);
+
+        // Pass 1: the `limit` smallest sequence numbers after `since`.
+        let mut smallest = std::collections::BinaryHeap::with_capacity(limit + 1);
+        let mut candidates = 0usize;
+        self.for_each_entry(|e| {
+            if !filter.matches(&e.name) || e.history.newest_seq() <= since {
+                return;
+            }
+            let n = e.history.count_after(since);
+            for (seq, _, _) in e.history.iter().skip(e.history.len() - n) {
+                if seq > hi {
+                    break;
+                }
+                candidates += 1;
+                smallest.push(seq);
+                if smallest.len() > limit {
+                    smallest.pop();
+                }
+            }
+        });
+        let truncated = candidates > limit;
+        let cursor = if truncated {
+            smallest.peek().copied().unwrap_or(hi)
+        } else {
+            hi
+        };
+
+        // Pass 2: copy those samples (and their rates) and count the lost.
+        let mut snap = Snapshot::default();
+        let mut lost = 0u64;
+        self.for_each_entry(|e| {
+            if !filter.matches(&e.name) {
+                return;
+            }
+            lost += e.history.evicted_after(since) - e.history.evicted_after(cursor);
+            if e.history.newest_seq() <= since {
+                return;
+            }
+            let n = e.history.count_after(since);
+            // Start one earlier, for the rate of the first sample returned.
+            let skip = e.history.len() - n;
+            let mut prev: Option<(CdTime, &[RawValue])> = None;
+            for (seq, time, values) in e.history.iter().skip(skip.saturating_sub(1)) {
+                if seq > since && seq <= cursor {
+                    snap.entries.push(SnapEntry {
+                        name: e.name.clone(),
+                        ds: e.ds.clone(),
+                        time,
+                        interval: e.interval,
+                        meta: None,
+                        seq,
+                        offset: snap.values.len() as u32,
+                    });
+                    snap.values.extend_from_slice(values);
+                    for (i, src) in e.ds.sources.iter().enumerate() {
+                        let r = match prev {
+                            Some((pt, pv)) if time > pt => {
+                                next_rate(src.ds_type, pv[i], values[i], cdtime_to_secs(time - pt))
+                            }
+                            _ => first_rate(src.ds_type, values[i], e.interval),
+                        };
+                        snap.rates.push(in_range(r, src.min, src.max));
+                    }
+                }
+                prev = Some((time, values));
+            }
+        });
+        snap.entries.sort_unstable_by_key(|e| e.seq);
+        (snap, cursor, lost)
+    }
+
+    /// Visits every entry, holding each shard lock for one batch at a time.
+    fn for_each_entry(&self, mut f: impl FnMut(&Entry)) {
+        for shard in self.shards.iter() {
+            let mut pos = 0;
+            loop {
+                let inner = shard.0.lock();
+                let end = (pos + READ_BATCH).min(inner.slots.len());
+                for e in inner.slots[pos..end].iter().flatten() {
+                    f(e);
+                }
+                let more = end < inner.slots.len();
+                drop(inner);
+                if !more {
+                    break;
+                }
+                pos = end;
+            }
+        }
+    }
+
+    /// Bytes the history rings hold (for the benchmark).
+    pub fn history_bytes(&self) -> (usize, usize) {
+        let (mut bytes, mut samples) = (0, 0);
+        self.for_each_entry(|e| {
+            bytes += e.history.heap_bytes();
+            samples += e.history.len();
+        });
+        (bytes, samples)
+    }
+
     /// The latest value of one metric, if it is live.
     pub fn get(&self, identifier: &str) -> Option<Snapshot> {
         let now = self.now();
@@ -453,6 +585,7 @@ impl ValueStore {
                 time: e.time,
                 interval: e.interval,
                 meta: e.meta.clone(),
+                seq: 0,
                 offset: 0,
             }],
             values: e.values.to_vec(),
@@ -605,7 +738,7 @@ mod tests {
 
     #[test]
     fn new_update_too_old() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let f = ["h", "p", "", "gauge", ""];
         let v1 = [RawValue::gauge(1.5)];
@@ -626,7 +759,7 @@ mod tests {
 
     #[test]
     fn rates_like_collectd() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let d = ds(
             "mixed",
             &[
@@ -674,7 +807,7 @@ mod tests {
 
     #[test]
     fn data_set_change_replaces_entry() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let f = ["h", "p", "", "t", ""];
         let one = ds("t", &[("value", DsType::Gauge)]);
         let two = ds("t", &[("rx", DsType::Derive), ("tx", DsType::Derive)]);
@@ -689,7 +822,7 @@ mod tests {
 
     #[test]
     fn snapshot_sorted_filtered() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         for (i, host) in ["b", "a", "c"].iter().enumerate() {
             for p in ["x", "y"] {
@@ -722,7 +855,7 @@ mod tests {
 
     #[test]
     fn expiry_follows_timeout_times_interval() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let one = [RawValue::gauge(1.0)];
         let mut v = vl(["h", "p", "", "gauge", ""], &one, 100, 0);
@@ -741,7 +874,7 @@ mod tests {
     #[test]
     fn batched_reads_see_every_metric_once() {
         // ~300 metrics per shard: every shard is read in several batches.
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let v = [RawValue::gauge(1.0)];
         let n = SHARDS * READ_BATCH * 2 + 7;
@@ -759,7 +892,7 @@ mod tests {
 
     #[test]
     fn removed_slots_are_reused() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let one = ds("gauge", &[("a", DsType::Derive), ("b", DsType::Derive)]);
         let f = ["h", "p", "", "gauge", ""];
@@ -775,9 +908,115 @@ mod tests {
         assert_eq!(s.snapshot(&Filter::default(), true).entries.len(), 2);
     }
 
+    /// (identifier, value) of each sample of a history read.
+    fn samples(snap: &Snapshot) -> Vec<(String, f64)> {
+        snap.entries
+            .iter()
+            .map(|e| {
+                (
+                    e.name.identifier().to_string(),
+                    snap.values(e)[0].as_gauge(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn history_in_arrival_order_with_cursors() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let put = |p: &str, t: u64, v: f64| {
+            s.update(
+                &g,
+                vl(["h", p, "", "gauge", ""], &[RawValue::gauge(v)], t, 10),
+            );
+        };
+        put("a", 100, 1.0);
+        put("b", 100, 2.0);
+        put("a", 110, 3.0);
+        let (snap, cursor, lost) = s.history(0, 100, &Filter::default());
+        assert_eq!(
+            samples(&snap),
+            [
+                ("h/a/gauge".into(), 1.0),
+                ("h/b/gauge".into(), 2.0),
+                ("h/a/gauge".into(), 3.0)
+            ]
+        );
+        assert_eq!((cursor, lost), (3, 0));
+        put("b", 110, 4.0);
+        let (snap, cursor, _) = s.history(cursor, 100, &Filter::default());
+        assert_eq!(samples(&snap), [("h/b/gauge".into(), 4.0)]);
+        assert_eq!(cursor, 4);
+        let (snap, cursor2, _) = s.history(cursor, 100, &Filter::default());
+        assert!(snap.entries.is_empty());
+        assert_eq!(cursor2, 4);
+        // a limit: the cursor continues exactly where the page stopped
+        let (p1, c1, _) = s.history(0, 3, &Filter::default());
+        let (p2, c2, _) = s.history(c1, 3, &Filter::default());
+        assert_eq!((p1.entries.len(), p2.entries.len(), c1, c2), (3, 1, 3, 4));
+        // filters
+        let f = Filter {
+            plugin: Some("b".into()),
+            ..Default::default()
+        };
+        let (snap, _, _) = s.history(0, 100, &f);
+        assert_eq!(
+            samples(&snap),
+            [("h/b/gauge".into(), 2.0), ("h/b/gauge".into(), 4.0)]
+        );
+        // a cursor from an earlier run of collectd reads from the start
+        let (snap, _, _) = s.history(1000, 100, &Filter::default());
+        assert_eq!(snap.entries.len(), 4);
+    }
+
+    #[test]
+    fn history_overflow_counts_lost() {
+        let s = ValueStore::new(2, 3);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let f = ["h", "p", "", "gauge", ""];
+        for t in 1..=5u64 {
+            s.update(&g, vl(f, &[RawValue::gauge(t as f64)], t, 10));
+        }
+        // samples 1..5; the ring keeps 3..5
+        let (snap, cursor, lost) = s.history(0, 100, &Filter::default());
+        assert_eq!(
+            samples(&snap).iter().map(|x| x.1).collect::<Vec<_>>(),
+            [3.0, 4.0, 5.0]
+        );
+        assert_eq!((cursor, lost), (5, 2));
+        // a reader that had seen sample 1 lost sample 2
+        let (snap, _, lost) = s.history(1, 100, &Filter::default());
+        assert_eq!((snap.entries.len(), lost), (3, 1));
+        // one that keeps up loses nothing
+        let (_, _, lost) = s.history(4, 100, &Filter::default());
+        assert_eq!(lost, 0);
+        // with a limit, the lost are counted once, on the page they precede
+        let (_, c, lost1) = s.history(0, 1, &Filter::default());
+        let (_, _, lost2) = s.history(c, 100, &Filter::default());
+        assert_eq!((lost1, lost2), (2, 0));
+    }
+
+    #[test]
+    fn history_rates_per_sample() {
+        let s = ValueStore::new(2, 10);
+        let d = ds("derive", &[("value", DsType::Derive)]);
+        let f = ["h", "p", "", "derive", ""];
+        for (t, v) in [(100u64, 0i64), (110, 100), (120, 300)] {
+            s.update(&d, vl(f, &[RawValue::derive(v)], t, 10));
+        }
+        let (snap, _, _) = s.history(0, 100, &Filter::default());
+        let rates: Vec<f64> = snap.entries.iter().map(|e| snap.rates(e)[0]).collect();
+        assert!(rates[0].is_nan());
+        assert_eq!(&rates[1..], [10.0, 20.0]);
+        // the rate of the first sample after a cursor uses the one before
+        let (snap, _, _) = s.history(2, 100, &Filter::default());
+        assert_eq!(snap.rates(&snap.entries[0]), [20.0]);
+    }
+
     #[test]
     fn meta_is_kept_and_replaced() {
-        let s = ValueStore::new(2);
+        let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let f = ["h", "p", "", "gauge", ""];
         let one = [RawValue::gauge(1.0)];
@@ -795,7 +1034,7 @@ mod tests {
 
     #[test]
     fn concurrent_writers_and_readers() {
-        let s = Arc::new(ValueStore::new(2));
+        let s = Arc::new(ValueStore::new(2, 10));
         let g = Arc::new(ds("gauge", &[("value", DsType::Gauge)]));
         let writers: Vec<_> = (0..4)
             .map(|w| {

@@ -420,6 +420,24 @@ impl Collectd {
             .collect()
     }
 
+    /// PUTVAL through unixsock, then waits until the plugin holds the value
+    /// (`id` without the host). One value at a time: collectd's write
+    /// threads may take two values of one metric out of order, and its
+    /// cache (and ours) then drops the older one.
+    pub fn putval(&self, id: &str, opts: &str, time: u64, values: &str) {
+        let full = format!("{HOSTNAME}/{id}");
+        let r = self.unixsock(&format!("PUTVAL \"{full}\" {opts} {time}:{values}"));
+        assert!(r[0].starts_with("0 "), "PUTVAL {full}: {r:?}");
+        wait_for(
+            &format!("{full} at {time}"),
+            Duration::from_secs(10),
+            || {
+                let r = self.get(&format!("/v1/values/{full}"));
+                (r.status == 200 && r.json()["time"] == time as f64).then_some(())
+            },
+        );
+    }
+
     /// Sends one raw unixsock command; returns the status line and any
     /// following lines it announces.
     pub fn unixsock(&self, command: &str) -> Vec<String> {
