@@ -57,6 +57,8 @@ fn health_and_capabilities_describe_the_daemon() {
     });
     let last = h["last_value_time"].as_f64().expect("last_value_time set");
     assert!((last - unix_now() as f64).abs() < 60.0);
+    let age = h["last_value_age"].as_f64().expect("last_value_age set");
+    assert!((0.0..60.0).contains(&age), "{age}");
 
     let cap = c.get("/v1/capabilities");
     assert_eq!(cap.status, 200, "{}", cap.text());

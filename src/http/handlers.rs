@@ -49,6 +49,7 @@ pub fn health(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
             "time": now,
             "values_received": stats.values_received,
             "last_value_time": stats.last_value_age.map(|age| now - age),
+            "last_value_age": stats.last_value_age,
         }),
     ))
 }
