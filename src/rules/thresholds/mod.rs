@@ -270,16 +270,18 @@ fn check_one(t: &Threshold, value: f64, prev: State) -> State {
     }
 }
 
-/// The values a threshold sees: rates, or shares of their sum in percent.
-fn checked_values(t: &Threshold, rates: &[f64]) -> Vec<f64> {
+/// The value a threshold sees for data source `i`: its rate, or with
+/// `percentage` its share of the sum of the rates (NaN when that is 0).
+fn checked_value(t: &Threshold, rates: &[f64], i: usize) -> f64 {
     if !t.percentage {
-        return rates.to_vec();
+        return rates[i];
     }
     let sum: f64 = rates.iter().filter(|v| !v.is_nan()).sum();
     if sum == 0.0 || rates.iter().all(|v| v.is_nan()) {
-        return vec![f64::NAN; rates.len()];
+        f64::NAN
+    } else {
+        100.0 * rates[i] / sum
     }
-    rates.iter().map(|v| 100.0 * v / sum).collect()
 }
 
 fn fmt_bound(v: f64, pct: bool) -> String {
@@ -312,22 +314,36 @@ pub fn evaluate(
         st.applies = set.compiled().resolve(name);
         st.version = version;
     }
-    let thresholds = st.applies.clone()?;
+    // Borrowed out of the state (no reference count touched per value).
+    let thresholds = st.applies.take()?;
+    let result = check(&thresholds, st, name, ds, rates, time);
+    st.applies = Some(thresholds);
+    result
+}
+
+/// The check itself (no allocation unless a notification is due).
+fn check(
+    thresholds: &[Threshold],
+    st: &mut MetricState,
+    name: &MetricName,
+    ds: &DataSet,
+    rates: &[f64],
+    time: CdTime,
+) -> Option<Notification> {
     // The worst state over every threshold and data source.
-    let mut worst: Option<(State, &Threshold, usize, Vec<f64>)> = None;
-    for t in thresholds.iter() {
-        let values = checked_values(t, rates);
+    let mut worst: Option<(State, &Threshold, usize)> = None;
+    for t in thresholds {
         for (i, src) in ds.sources.iter().enumerate() {
             if t.data_source.as_deref().is_some_and(|d| d != &*src.name) {
                 continue;
             }
-            let s = check_one(t, values[i], st.state);
+            let s = check_one(t, checked_value(t, rates, i), st.state);
             if worst.as_ref().is_none_or(|(w, ..)| s > *w) {
-                worst = Some((s, t, i, values.clone()));
+                worst = Some((s, t, i));
             }
         }
     }
-    let (state, t, i, values) = worst?;
+    let (state, t, i) = worst?;
 
     // hits: a non-okay state must hold for `hits` values before it counts.
     if t.hits > 1 {
@@ -353,16 +369,14 @@ pub fn evaluate(
         }
     }
     st.state = state;
-    Some(notification(t, name, ds, i, &values, rates, state, time))
+    Some(notification(t, name, ds, i, rates, state, time))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn notification(
     t: &Threshold,
     n: &MetricName,
     ds: &DataSet,
     i: usize,
-    values: &[f64],
     rates: &[f64],
     state: State,
     time: CdTime,
@@ -380,7 +394,7 @@ fn notification(
         State::Failure => (t.failure_min, t.failure_max, "failure"),
         _ => (t.warning_min, t.warning_max, "warning"),
     };
-    let value = values[i];
+    let value = checked_value(t, rates, i);
     let rate = rates[i];
     let detail = match state {
         State::Okay | State::Unknown => format!(
