@@ -69,6 +69,7 @@ pub const THRESHOLDS_FILE: &str = "thresholds.json";
 
 pub struct App {
     pub config: Config,
+    pub auth: crate::auth::Authenticator,
     pub info: AgentInfo,
     pub values: ValueStore,
     pub notifications: NotificationRing,
@@ -82,7 +83,12 @@ pub struct App {
 
 impl App {
     /// `config.state_dir` must be resolved (Some) by now.
-    pub fn new(config: Config, info: AgentInfo, control: Control) -> App {
+    pub fn new(
+        config: Config,
+        info: AgentInfo,
+        control: Control,
+        auth: crate::auth::Authenticator,
+    ) -> App {
         let state_dir = config.state_dir.clone().unwrap_or_default();
         let blacklist = Blacklist::default();
         let rules = crate::state::load_map(&state_dir.join(BLACKLIST_FILE));
@@ -95,6 +101,7 @@ impl App {
             log::error!("{THRESHOLDS_FILE}: {e}; threshold left out");
         }
         App {
+            auth,
             blacklist,
             values,
             notifications: NotificationRing::new(config.notification_buffer_size),

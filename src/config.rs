@@ -11,12 +11,93 @@ pub const DEFAULT_PORT: u16 = 9196;
 pub const DEFAULT_HISTORY_SIZE: usize = 120;
 pub const DEFAULT_NOTIFICATION_BUFFER_SIZE: usize = 1000;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+pub const DEFAULT_CLIENT_TIMEOUT: f64 = 10.0;
 /// StateDir when none is configured: under collectd's BaseDir.
 pub const STATE_SUBDIR: &str = "rest";
+
+/// The two roles: `reader` may call every GET, `admin` everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    Reader,
+    Admin,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "reader" => Some(Role::Reader),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Reader => "reader",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// The `<Keystone>` block: how the plugin validates OpenStack tokens.
+#[derive(Clone, PartialEq)]
+pub struct KeystoneConfig {
+    /// The identity API, e.g. `http://127.0.0.1:5000/v3`.
+    pub url: String,
+    pub username: String,
+    pub password: String,
+    pub project_name: String,
+    pub user_domain_name: String,
+    pub project_domain_name: String,
+    /// Keystone role names mapped to our roles.
+    pub reader_role: String,
+    pub admin_role: String,
+    /// Seconds a validation is cached (never past the token's expiry).
+    pub cache_ttl: f64,
+    /// PEM file of the CA that signs an https Keystone; default: the
+    /// system's roots.
+    pub ca_cert_file: Option<PathBuf>,
+}
+
+impl fmt::Debug for KeystoneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password.
+        f.debug_struct("KeystoneConfig")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("project_name", &self.project_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Static role tokens, never printed.
+#[derive(Clone, Default, PartialEq)]
+pub struct Tokens(pub Vec<(Role, String)>);
+
+impl fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Tokens({} configured)", self.0.len())
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
     pub listen: Vec<SocketAddr>,
+    /// `AuthToken ROLE TOKEN` lines.
+    pub tokens: Tokens,
+    /// `TokenFile`: more tokens, one `ROLE TOKEN` per line.
+    pub token_file: Option<PathBuf>,
+    pub keystone: Option<KeystoneConfig>,
+    /// PEM certificate chain and private key: HTTPS only when set.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, and its body.
+    pub client_timeout: f64,
+    /// Requests per second one connection may make (0: no limit).
+    pub rate_limit: f64,
     /// None: `<BaseDir>/rest`, decided at init when BaseDir is known.
     pub state_dir: Option<PathBuf>,
     pub history_size: usize,
@@ -33,6 +114,14 @@ impl Default for Config {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 DEFAULT_PORT,
             )],
+            tokens: Tokens::default(),
+            token_file: None,
+            keystone: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            client_timeout: DEFAULT_CLIENT_TIMEOUT,
+            rate_limit: 0.0,
             state_dir: None,
             history_size: DEFAULT_HISTORY_SIZE,
             notification_buffer_size: DEFAULT_NOTIFICATION_BUFFER_SIZE,
@@ -63,17 +152,6 @@ fn err(key: &str, message: impl Into<String>) -> ConfigError {
         message: message.into(),
     }
 }
-
-/// Keys of the contract that a later version implements. They are refused
-/// (not silently ignored): an operator who writes `AuthToken` must not get an
-/// unauthenticated API by accident.
-const NOT_YET_SUPPORTED: &[&str] = &[
-    "AuthToken",
-    "TokenFile",
-    "Keystone",
-    "TLSCertFile",
-    "TLSKeyFile",
-];
 
 impl Config {
     /// Parses the `<Plugin rest>` block (its children).
@@ -106,12 +184,33 @@ impl Config {
                     return Err(err(key, "must be between 0 (off) and 86400 seconds"));
                 }
                 cfg.heartbeat_interval = n;
-            } else if let Some(k) = NOT_YET_SUPPORTED.iter().find(|k| is(k)) {
-                return Err(err(
-                    k,
-                    "is not supported by this version of the plugin yet; remove it \
-                     (without it only loopback Listen addresses are accepted)",
-                ));
+            } else if is("AuthToken") {
+                cfg.tokens.0.push(parse_token(item)?);
+            } else if is("TokenFile") {
+                cfg.token_file = Some(absolute(item)?);
+            } else if is("Keystone") {
+                if cfg.keystone.is_some() {
+                    return Err(err(key, "appears more than once"));
+                }
+                cfg.keystone = Some(parse_keystone(item)?);
+            } else if is("TLSCertFile") {
+                cfg.tls_cert_file = Some(absolute(item)?);
+            } else if is("TLSKeyFile") {
+                cfg.tls_key_file = Some(absolute(item)?);
+            } else if is("MaxConnections") {
+                cfg.max_connections = one_integer(item, 1, 1_000_000)? as usize;
+            } else if is("ClientTimeout") {
+                let n = one_number(item)?;
+                if !(0.1..=3600.0).contains(&n) {
+                    return Err(err(key, "must be between 0.1 and 3600 seconds"));
+                }
+                cfg.client_timeout = n;
+            } else if is("RateLimit") {
+                let n = one_number(item)?;
+                if !(0.0..=1e9).contains(&n) {
+                    return Err(err(key, "must be 0 (no limit) or requests per second"));
+                }
+                cfg.rate_limit = n;
             } else {
                 return Err(err(key, "unknown option"));
             }
@@ -122,18 +221,28 @@ impl Config {
         if !listen.is_empty() {
             cfg.listen = listen;
         }
+        match (&cfg.tls_cert_file, &cfg.tls_key_file) {
+            (Some(_), None) => return Err(err("TLSKeyFile", "is required with TLSCertFile")),
+            (None, Some(_)) => return Err(err("TLSCertFile", "is required with TLSKeyFile")),
+            _ => {}
+        }
         cfg.check_listen()?;
         Ok(cfg)
     }
 
+    /// Whether any credential backend is configured.
+    pub fn has_auth(&self) -> bool {
+        !self.tokens.0.is_empty() || self.token_file.is_some() || self.keystone.is_some()
+    }
+
     /// Without authentication every client is admin, so only loopback
-    /// addresses may be served. (Authentication arrives in a later version.)
+    /// addresses may be served.
     fn check_listen(&self) -> Result<(), ConfigError> {
         for (i, a) in self.listen.iter().enumerate() {
             if self.listen[..i].contains(a) {
                 return Err(err("Listen", format!("{a} is listed twice")));
             }
-            if !a.ip().is_loopback() {
+            if !a.ip().is_loopback() && !self.has_auth() {
                 return Err(err(
                     "Listen",
                     format!(
@@ -146,6 +255,112 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn absolute(item: &ConfigItem) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(one_string(item)?);
+    if p.is_absolute() {
+        Ok(p)
+    } else {
+        Err(err(&item.key, "must be an absolute path"))
+    }
+}
+
+/// `AuthToken "role" "token"`.
+fn parse_token(item: &ConfigItem) -> Result<(Role, String), ConfigError> {
+    match item.values.as_slice() {
+        [ConfigValue::String(role), ConfigValue::String(token)] => {
+            let role = Role::parse(role).ok_or_else(|| {
+                err(
+                    &item.key,
+                    format!("role must be reader or admin, got {role:?}"),
+                )
+            })?;
+            check_token(token).map_err(|m| err(&item.key, m))?;
+            Ok((role, token.clone()))
+        }
+        _ => Err(err(&item.key, "expected two strings: a role and a token")),
+    }
+}
+
+/// A token: 8 to 4096 visible ASCII characters, no spaces.
+pub fn check_token(token: &str) -> Result<(), String> {
+    if !(8..=4096).contains(&token.len()) {
+        return Err("a token must be 8 to 4096 characters".into());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("a token must be visible ASCII characters without spaces".into());
+    }
+    Ok(())
+}
+
+fn parse_keystone(block: &ConfigItem) -> Result<KeystoneConfig, ConfigError> {
+    if !block.values.is_empty() {
+        return Err(err("Keystone", "takes no arguments, only a block"));
+    }
+    let mut url = None;
+    let mut username = None;
+    let mut password = None;
+    let mut project_name = None;
+    let mut ks = KeystoneConfig {
+        url: String::new(),
+        username: String::new(),
+        password: String::new(),
+        project_name: String::new(),
+        user_domain_name: "Default".into(),
+        project_domain_name: "Default".into(),
+        reader_role: "reader".into(),
+        admin_role: "admin".into(),
+        cache_ttl: 60.0,
+        ca_cert_file: None,
+    };
+    for item in &block.children {
+        let key = format!("Keystone {}", item.key);
+        let path_err = |e: ConfigError| err(&key, e.message);
+        let is = |k: &str| item.key.eq_ignore_ascii_case(k);
+        if !item.children.is_empty() {
+            return Err(err(&key, "does not take a block"));
+        }
+        if is("URL") {
+            let u = one_string(item)
+                .map_err(path_err)?
+                .trim_end_matches('/')
+                .to_string();
+            crate::auth::keystone::Endpoint::parse(&u).map_err(|m| err(&key, m))?;
+            url = Some(u);
+        } else if is("Username") {
+            username = Some(one_string(item).map_err(path_err)?.to_string());
+        } else if is("Password") {
+            password = Some(one_string(item).map_err(path_err)?.to_string());
+        } else if is("ProjectName") {
+            project_name = Some(one_string(item).map_err(path_err)?.to_string());
+        } else if is("UserDomainName") {
+            ks.user_domain_name = one_string(item).map_err(path_err)?.to_string();
+        } else if is("ProjectDomainName") {
+            ks.project_domain_name = one_string(item).map_err(path_err)?.to_string();
+        } else if is("ReaderRole") {
+            ks.reader_role = one_string(item).map_err(path_err)?.to_string();
+        } else if is("AdminRole") {
+            ks.admin_role = one_string(item).map_err(path_err)?.to_string();
+        } else if is("CacheTTL") {
+            let n = one_number(item).map_err(path_err)?;
+            if !(0.0..=86_400.0).contains(&n) {
+                return Err(err(&key, "must be 0 to 86400 seconds"));
+            }
+            ks.cache_ttl = n;
+        } else if is("CACertFile") {
+            ks.ca_cert_file = Some(absolute(item).map_err(path_err)?);
+        } else {
+            return Err(err(&key, "unknown option"));
+        }
+    }
+    let need =
+        |v: Option<String>, k: &str| v.ok_or_else(|| err(&format!("Keystone {k}"), "is required"));
+    ks.url = need(url, "URL")?;
+    ks.username = need(username, "Username")?;
+    ks.password = need(password, "Password")?;
+    ks.project_name = need(project_name, "ProjectName")?;
+    Ok(ks)
 }
 
 fn one_value(item: &ConfigItem) -> Result<&ConfigValue, ConfigError> {
@@ -337,17 +552,83 @@ mod tests {
     }
 
     #[test]
-    fn later_keys_are_refused_not_ignored() {
-        for k in ["AuthToken", "TokenFile", "TLSCertFile", "TLSKeyFile"] {
-            let e = error_of(vec![item(k, vec![s("x"), s("y")])]);
-            assert_eq!(e.key, k);
-            assert!(e.message.contains("not supported"), "{e}");
+    fn auth_and_tls_keys() {
+        let mut ks = item("Keystone", vec![]);
+        for (k, v) in [
+            ("URL", "http://127.0.0.1:5000/v3/"),
+            ("Username", "collectd"),
+            ("Password", "pw"),
+            ("ProjectName", "service"),
+            ("AdminRole", "ops"),
+        ] {
+            ks.children.push(item(k, vec![s(v)]));
         }
+        ks.children.push(item("CacheTTL", vec![n(30.0)]));
+        let c = Config::from_item(&block(vec![
+            item("AuthToken", vec![s("admin"), s("s3cret-admin")]),
+            item("AuthToken", vec![s("reader"), s("s3cret-read")]),
+            item("TokenFile", vec![s("/etc/collectd/rest.tokens")]),
+            ks,
+            item("TLSCertFile", vec![s("/c.pem")]),
+            item("TLSKeyFile", vec![s("/k.pem")]),
+            item("Listen", vec![s("0.0.0.0"), s("9196")]),
+            item("MaxConnections", vec![n(10.0)]),
+            item("ClientTimeout", vec![n(2.5)]),
+            item("RateLimit", vec![n(100.0)]),
+        ]))
+        .unwrap();
+        assert_eq!(
+            c.tokens.0,
+            [
+                (Role::Admin, "s3cret-admin".to_string()),
+                (Role::Reader, "s3cret-read".to_string())
+            ]
+        );
+        let k = c.keystone.as_ref().unwrap();
+        assert_eq!(k.url, "http://127.0.0.1:5000/v3", "trailing / dropped");
+        assert_eq!(
+            (k.admin_role.as_str(), k.reader_role.as_str()),
+            ("ops", "reader")
+        );
+        assert_eq!(
+            (k.user_domain_name.as_str(), k.cache_ttl),
+            ("Default", 30.0)
+        );
+        assert!(c.has_auth(), "with auth, 0.0.0.0 is allowed");
+        assert_eq!(
+            (c.max_connections, c.client_timeout, c.rate_limit),
+            (10, 2.5, 100.0)
+        );
+        // secrets never show in Debug
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("s3cret") && !dbg.contains("\"pw\""), "{dbg}");
+    }
+
+    #[test]
+    fn bad_auth_and_tls_keys() {
+        let e = error_of(vec![item("AuthToken", vec![s("root"), s("s3cret-admin")])]);
+        assert!(e.message.contains("reader or admin"), "{e}");
+        let e = error_of(vec![item("AuthToken", vec![s("admin"), s("short")])]);
+        assert!(e.message.contains("8 to 4096"), "{e}");
+        let e = error_of(vec![item("AuthToken", vec![s("admin"), s("has space!")])]);
+        assert_eq!(e.key, "AuthToken");
+        let e = error_of(vec![item("TokenFile", vec![s("relative")])]);
+        assert_eq!(e.key, "TokenFile");
+        let e = error_of(vec![item("TLSCertFile", vec![s("/c.pem")])]);
+        assert_eq!(e.key, "TLSKeyFile");
+        let mut ks = item("Keystone", vec![]);
+        ks.children.push(item("URL", vec![s("ftp://x/v3")]));
+        let e = error_of(vec![ks]);
+        assert_eq!(e.key, "Keystone URL");
         let mut ks = item("Keystone", vec![]);
         ks.children
             .push(item("URL", vec![s("http://127.0.0.1:5000/v3")]));
         let e = error_of(vec![ks]);
-        assert_eq!(e.key, "Keystone");
+        assert_eq!(e.key, "Keystone Username");
+        assert!(e.message.contains("required"));
+        let mut ks = item("Keystone", vec![]);
+        ks.children.push(item("Bogus", vec![s("x")]));
+        assert_eq!(error_of(vec![ks]).key, "Keystone Bogus");
     }
 
     #[test]

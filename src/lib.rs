@@ -13,6 +13,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod control;
 #[cfg(not(test))]
@@ -26,3 +27,4 @@ pub mod readers;
 pub mod rules;
 pub mod state;
 pub mod store;
+pub mod tls;

@@ -71,7 +71,17 @@ fn config_errors_refuse_to_start_and_name_the_key() {
         "MaxRequestBytes",
         "expected an integer",
     );
-    assert_refused("AuthToken \"admin\" \"x\"", "AuthToken", "not supported");
+    assert_refused("AuthToken \"admin\" \"x\"", "AuthToken", "8 to 4096");
+    assert_refused(
+        "AuthToken \"root\" \"s3cret-admin\"",
+        "AuthToken",
+        "reader or admin",
+    );
+    assert_refused(
+        "TLSCertFile \"/nonexistent/cert.pem\"\nTLSKeyFile \"/nonexistent/key.pem\"",
+        "TLSCertFile",
+        "/nonexistent/cert.pem",
+    );
 }
 
 #[test]

@@ -37,7 +37,7 @@ const NAME: &std::ffi::CStr = c"rest";
 /// What the plugin holds between callbacks.
 enum Phase {
     /// module_register ran; `config` is what the config callback parsed.
-    Configured(Option<Config>),
+    Configured(Option<Box<Config>>),
     /// The config callback refused the configuration.
     ConfigFailed,
     Running {
@@ -90,9 +90,15 @@ unsafe extern "C" fn config_cb(ci: *mut ffi::oconfig_item_t) -> c_int {
         // SAFETY: collectd passes a valid config tree for this call.
         let item = unsafe { convert::config_item(&*ci) };
         let mut state = STATE.lock();
-        match (&*state, Config::from_item(&item)) {
+        // The files the config names (TokenFile, TLS, Keystone CA) are read
+        // now, so that a bad one refuses the config, naming its key.
+        let parsed = Config::from_item(&item).and_then(|cfg| {
+            check_files(&cfg)?;
+            Ok(cfg)
+        });
+        match (&*state, parsed) {
             (Phase::Configured(None), Ok(cfg)) => {
-                *state = Phase::Configured(Some(cfg));
+                *state = Phase::Configured(Some(Box::new(cfg)));
                 0
             }
             (Phase::Configured(Some(_)), _) => {
@@ -110,11 +116,23 @@ unsafe extern "C" fn config_cb(ci: *mut ffi::oconfig_item_t) -> c_int {
     })
 }
 
+fn check_files(cfg: &Config) -> Result<(), crate::config::ConfigError> {
+    let named = |(key, message): (&str, String)| crate::config::ConfigError {
+        key: key.to_string(),
+        message,
+    };
+    crate::auth::Authenticator::new(cfg).map_err(named)?;
+    if let (Some(cert), Some(key)) = (&cfg.tls_cert_file, &cfg.tls_key_file) {
+        crate::tls::server_config(cert, key).map_err(named)?;
+    }
+    Ok(())
+}
+
 unsafe extern "C" fn init_cb() -> c_int {
     guard("init", || {
         let mut state = STATE.lock();
         let config = match &*state {
-            Phase::Configured(c) => c.clone().unwrap_or_default(),
+            Phase::Configured(c) => c.as_deref().cloned().unwrap_or_default(),
             Phase::ConfigFailed => {
                 log::error!("not starting: the <Plugin rest> block has errors (logged above)");
                 return -1;
@@ -154,8 +172,15 @@ fn start(mut config: Config) -> Result<Phase, String> {
     }
     config.state_dir = Some(state_dir);
     let listeners = server::bind(&config.listen)?;
+    let auth = crate::auth::Authenticator::new(&config).map_err(|(k, e)| format!("{k}: {e}"))?;
+    let tls = match (&config.tls_cert_file, &config.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            Some(crate::tls::server_config(cert, key).map_err(|(k, e)| format!("{k}: {e}"))?)
+        }
+        _ => None,
+    };
     let (control, worker) = Control::new();
-    let app = Arc::new(App::new(config, info, control));
+    let app = Arc::new(App::new(config, info, control, auth));
 
     register_callbacks(&app)?;
     let control_thread = start_control_thread(app.clone(), worker)?;
@@ -169,7 +194,7 @@ fn start(mut config: Config) -> Result<Phase, String> {
     if app.control.submit(move |c| a.plugins.startup(c)).is_err() {
         log::error!("cannot queue the re-application of persisted plugin changes");
     }
-    let server = match Server::start(app.clone(), listeners, signals::block_in_this_thread) {
+    let server = match Server::start(app.clone(), listeners, tls, signals::block_in_this_thread) {
         Ok(s) => s,
         Err(e) => {
             stop_control_thread(&app, control_thread);
@@ -178,8 +203,18 @@ fn start(mut config: Config) -> Result<Phase, String> {
     };
     let addrs: Vec<String> = server.addrs.iter().map(|a| a.to_string()).collect();
     log::info!(
-        "REST API v1 listening on {} (collectd {}, host {})",
+        "REST API v1 listening on {} ({}, auth: {}; collectd {}, host {})",
         addrs.join(", "),
+        if app.config.tls_cert_file.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        if app.auth.is_open() {
+            "none, loopback only".to_string()
+        } else {
+            app.auth.kinds().join(" and ")
+        },
         app.info.collectd_version,
         app.info.hostname
     );

@@ -1,18 +1,17 @@
-//! Who may call what. Roles: `reader` may call every GET, `admin` anything;
-//! `GET /v1/health` needs no credentials. This version has no credential
-//! backends yet: the config only accepts loopback Listen addresses, and
-//! every loopback client is admin (the contract's rule for a plugin with no
-//! AuthToken/TokenFile/Keystone).
+//! Who may call what: the route's required role against the role of the
+//! request's credentials (`crate::auth`). Role `reader` may call every GET,
+//! `admin` anything; `GET /v1/health` needs no credentials.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use parking_lot::Mutex;
 
 use super::error::ApiError;
 use super::request::ApiRequest;
 use crate::app::App;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    Reader,
-    Admin,
-}
+use crate::auth::AuthError;
+pub use crate::config::Role;
 
 /// The role a route needs; None for the unauthenticated heartbeat.
 pub fn required_role(path: &str, method: &str) -> Option<Role> {
@@ -23,11 +22,60 @@ pub fn required_role(path: &str, method: &str) -> Option<Role> {
     }
 }
 
+/// Logs why a token could not be validated: the first time, then at most
+/// every 10 s with the number of failures not logged, so that an outage
+/// under load does not flood collectd's log.
+fn log_unavailable(why: &str) {
+    static LAST: Mutex<(Option<Instant>, u64)> = Mutex::new((None, 0));
+    let mut last = LAST.lock();
+    let now = Instant::now();
+    match last.0 {
+        Some(t) if now.duration_since(t) < Duration::from_secs(10) => last.1 += 1,
+        _ => {
+            let quiet = std::mem::take(&mut last.1);
+            if quiet > 0 {
+                log::warn!("cannot validate a token: {why} ({quiet} more since the last report)");
+            } else {
+                log::warn!("cannot validate a token: {why}");
+            }
+            last.0 = Some(now);
+        }
+    }
+}
+
 /// Checks the request's credentials against `needed`.
-pub fn authorize(_app: &App, _req: &ApiRequest, needed: Option<Role>) -> Result<(), ApiError> {
-    // Without configured credentials every client is admin (loopback only,
-    // enforced by the config).
-    let _ = needed;
+pub async fn authorize(app: &App, req: &ApiRequest, needed: Option<Role>) -> Result<(), ApiError> {
+    let Some(needed) = needed else {
+        return Ok(());
+    };
+    let role = app.auth.role(&req.headers).await.map_err(|e| match e {
+        AuthError::Missing => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "credentials required: Authorization: Bearer TOKEN or X-Auth-Token: TOKEN",
+        ),
+        AuthError::Invalid => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "invalid credentials",
+        ),
+        AuthError::Forbidden => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token has neither the reader nor the admin role",
+        ),
+        AuthError::Unavailable(why) => {
+            log_unavailable(&why);
+            ApiError::unavailable("the identity service cannot be reached; try again later")
+        }
+    })?;
+    if role < needed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {} role", needed.as_str()),
+        ));
+    }
     Ok(())
 }
 
@@ -39,6 +87,7 @@ mod tests {
     fn roles_by_route() {
         assert_eq!(required_role("/v1/health", "GET"), None);
         assert_eq!(required_role("/v1/values", "GET"), Some(Role::Reader));
+        assert_eq!(required_role("/metrics", "GET"), Some(Role::Reader));
         assert_eq!(
             required_role("/v1/notifications", "POST"),
             Some(Role::Admin)

@@ -106,7 +106,7 @@ pub async fn capabilities(app: &Arc<App>, req: &ApiRequest) -> Result<Response<B
                 "max_name_length": MAX_NAME_LEN,
                 "max_message_length": MAX_MESSAGE_LEN,
             },
-            "auth": [],
+            "auth": app.auth.kinds(),
         }),
     ))
 }

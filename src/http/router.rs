@@ -85,7 +85,7 @@ async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, Api
     if !spec.methods.contains(&method) {
         return Err(ApiError::method_not_allowed(spec.methods.join(", ")));
     }
-    auth::authorize(app, &req, auth::required_role(spec.path, method))?;
+    auth::authorize(app, &req, auth::required_role(spec.path, method)).await?;
     match (spec.path, method) {
         ("/metrics", "GET") => handlers::prometheus(app, &req),
         ("/v1/health", "GET") => handlers::health(app, &req),

@@ -16,15 +16,17 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::{router, ApiRequest, Body};
 use crate::app::{now_secs, App};
 use crate::model::{secs_to_cdtime, Notification, Severity};
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The most a request's head (line and headers) may take: 16 KiB, or 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// The longest request target: longer gets 414.
+const MAX_URI_BYTES: usize = 8 * 1024;
 /// How long shutdown waits for requests in flight.
 const GRACE: Duration = Duration::from_secs(2);
 /// How often expired values are dropped from memory.
@@ -52,9 +54,11 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, String> 
 
 impl Server {
     /// `on_thread_start` runs first in every thread the server starts.
+    /// With `tls`, every listener serves HTTPS only.
     pub fn start(
         app: Arc<App>,
         listeners: Vec<std::net::TcpListener>,
+        tls: Option<Arc<rustls::ServerConfig>>,
         on_thread_start: fn(),
     ) -> std::io::Result<Server> {
         let addrs = listeners
@@ -72,7 +76,7 @@ impl Server {
             .name("rest-server".into())
             .spawn(move || {
                 on_thread_start();
-                rt.block_on(serve(app, listeners, stop_rx));
+                rt.block_on(serve(app, listeners, tls, stop_rx));
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Server {
@@ -109,9 +113,12 @@ impl Drop for Server {
 async fn serve(
     app: Arc<App>,
     listeners: Vec<std::net::TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let graceful = GracefulShutdown::new();
+    let tls = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
     let mut tasks = Vec::new();
     for l in listeners {
@@ -130,7 +137,11 @@ async fn serve(
             // The stop signal, or the Server being dropped.
             _ = &mut stop => break,
             conn = conn_rx.recv() => match conn {
-                Some(stream) => serve_connection(&app, &graceful, stream),
+                Some(stream) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => serve_connection(&app, &graceful, stream, tls.clone(), slot),
+                    // MaxConnections reached: close at once.
+                    Err(_) => drop(stream),
+                },
                 None => break,
             },
         }
@@ -168,36 +179,125 @@ async fn accept_loop(
     }
 }
 
-fn serve_connection(app: &Arc<App>, graceful: &GracefulShutdown, stream: tokio::net::TcpStream) {
+/// One connection, in a task of its own: the TLS handshake if any (within
+/// ClientTimeout), then HTTP/1.1. `slot` is held while it lives.
+fn serve_connection(
+    app: &Arc<App>,
+    graceful: &GracefulShutdown,
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    slot: OwnedSemaphorePermit,
+) {
     let _ = stream.set_nodelay(true);
     let app = app.clone();
+    let watcher = graceful.watcher();
+    let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    tokio::spawn(async move {
+        let _slot = slot;
+        match tls {
+            Some(acceptor) => {
+                let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
+                else {
+                    return;
+                };
+                let _ = watcher.watch(http(app, stream)).await;
+            }
+            None => {
+                let _ = watcher.watch(http(app, stream)).await;
+            }
+        }
+    });
+}
+
+/// A per-connection token bucket: RateLimit requests per second, bursts of
+/// one second's worth.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    last: std::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens =
+            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// HTTP/1.1 on one connection (plain or TLS).
+fn http<I>(
+    app: Arc<App>,
+    io: I,
+) -> http1::Connection<
+    TokioIo<I>,
+    impl hyper::service::Service<
+        Request<Incoming>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future = impl Send,
+    >,
+>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    let bucket = (app.config.rate_limit > 0.0).then(|| {
+        Arc::new(parking_lot::Mutex::new(Bucket {
+            rate: app.config.rate_limit,
+            tokens: app.config.rate_limit,
+            last: std::time::Instant::now(),
+        }))
+    });
     let svc = service_fn(move |req| {
+        let limited = bucket.as_ref().is_some_and(|b| !b.lock().take());
         // Each request runs as a task of its own, so that a panic in a
         // handler is answered with a 500 instead of a dropped connection.
-        let task = tokio::spawn(serve_request(app.clone(), req));
+        let task = (!limited).then(|| tokio::spawn(serve_request(app.clone(), req)));
         async move {
-            Ok::<_, Infallible>(task.await.unwrap_or_else(|_| {
+            let Some(task) = task else {
+                return Ok::<_, Infallible>(
+                    ApiError::new(
+                        hyper::StatusCode::TOO_MANY_REQUESTS,
+                        "too_many_requests",
+                        "this connection sends more requests per second than RateLimit allows",
+                    )
+                    .into_response(),
+                );
+            };
+            Ok(task.await.unwrap_or_else(|_| {
                 ApiError::internal("the request failed inside the plugin; see collectd's log")
                     .into_response()
             }))
         }
     });
-    let conn = http1::Builder::new()
+    http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc);
-    let conn = graceful.watch(conn);
-    tokio::spawn(async move {
-        // Errors here are the client's (reset, timeout): nothing to do.
-        let _ = conn.await;
-    });
+        .serve_connection(TokioIo::new(io), svc)
 }
 
 /// Reads the body (bounded by MaxRequestBytes) and hands the request to the
 /// router.
 async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let received = now_secs();
+    if req.uri().to_string().len() > MAX_URI_BYTES {
+        return ApiError::new(
+            hyper::StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
     let max = app.config.max_request_bytes;
     let declared = req
         .headers()
@@ -208,7 +308,16 @@ async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         return ApiError::payload_too_large(max).into_response();
     }
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, max).collect().await {
+    let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await else {
+        return ApiError::new(
+            hyper::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive within ClientTimeout",
+        )
+        .into_response();
+    };
+    let body = match read {
         Ok(b) => b.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
             return ApiError::payload_too_large(max).into_response()

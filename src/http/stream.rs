@@ -181,7 +181,8 @@ mod tests {
             fault_plugin: None,
             clock: || None,
         };
-        Arc::new(App::new(config, info, Control::new().0))
+        let auth = crate::auth::Authenticator::new(&config).unwrap();
+        Arc::new(App::new(config, info, Control::new().0, auth))
     }
 
     fn notification(i: usize) -> Notification {
