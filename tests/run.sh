@@ -1,12 +1,16 @@
 #!/bin/sh
 # Sets up a Debian bookworm machine for the tests (as root: installs what is
 # missing) and runs every test: formatting, lints, unit tests and the
-# black-box tests that start a real collectd with the plugin.
+# black-box tests that start a real collectd with the plugin (and a real
+# Keystone on loopback for the Keystone tests).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # The libraries of the plugins the tests load (rrdtool, ping, write_prometheus),
-# promtool (package prometheus) to check GET /metrics, curl.
-"$repo/examples/install-deps.sh" librrd8 liboping0 libmicrohttpd12 libprotobuf-c1 prometheus curl
+# promtool (package prometheus) to check GET /metrics, curl, openssl (test
+# certificates) and what tests/keystone-setup.sh needs to build Keystone's venv.
+"$repo/examples/install-deps.sh" librrd8 liboping0 libmicrohttpd12 libprotobuf-c1 \
+    prometheus curl openssl python3 python3-venv python3-dev gcc libc6-dev
+"$repo/tests/keystone-setup.sh"
 cd "$repo"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -7,6 +7,8 @@
 //! the tests fail loudly with what to install.
 #![allow(dead_code)]
 
+pub mod keystone;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
