@@ -163,3 +163,37 @@ fn keystone_outage_fails_closed_and_bad_service_credentials_are_logged() {
     // The heartbeat needs no identity service.
     assert_eq!(c.request("GET", "/v1/health", &[], b"").status, 200);
 }
+
+#[test]
+fn keystone_over_https_trusts_only_the_configured_ca() {
+    let ks = Keystone::start();
+    service_user(&ks);
+    let reader = ks.create_user("ops-reader", "reader-pw");
+    ks.grant(&reader, "demo", "reader");
+    let token = ks.token("ops-reader", "reader-pw", "demo");
+    let dir = common::temp_dir("keystone-tls");
+    let certs = common::certs::make(&dir);
+    let https = common::certs::tls_proxy(&certs, ks.port);
+    let block = |ca: &str| {
+        format!(
+            "<Keystone>\n  URL \"https://127.0.0.1:{https}/v3\"\n  Username \"{SVC_USER}\"\n  \
+             Password \"{SVC_PASSWORD}\"\n  ProjectName \"service\"\n{ca}</Keystone>\n"
+        )
+    };
+
+    // CACertFile names the CA that signed Keystone's certificate.
+    let c = Collectd::start(Setup::default().rest(&block(&format!(
+        "  CACertFile \"{}\"\n",
+        certs.ca.display()
+    ))));
+    let r = get(&c, "/v1/values", &token);
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), c.log());
+    drop(c);
+
+    // Without it, the system roots do not know that CA: refused (503),
+    // and the log says why.
+    let c = Collectd::start(Setup::default().rest(&block("")));
+    get(&c, "/v1/values", &token).assert_error(503, "unavailable");
+    let log = c.wait_log("TLS to Keystone");
+    assert!(log.contains("UnknownIssuer"), "{log}");
+}

@@ -6,8 +6,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -127,64 +126,6 @@ fn token_file_and_wider_listen() {
     assert!(!out.contains(ADMIN));
 }
 
-/// A self-signed certificate for 127.0.0.1 (and a second key that does not
-/// match it), made with openssl.
-fn certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    assert!(
-        Path::new("/usr/bin/openssl").exists(),
-        "openssl is missing: apt-get install openssl"
-    );
-    let (cert, key, other) = (
-        dir.join("cert.pem"),
-        dir.join("key.pem"),
-        dir.join("other.pem"),
-    );
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-        ])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    let ok = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-        ])
-        .arg(&other)
-        .output()
-        .unwrap();
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
-    );
-    (cert, key, other)
-}
-
 /// GET over HTTPS, trusting `ca`.
 fn https_get(port: u16, ca: &Path, path: &str) -> common::Response {
     use rustls::pki_types::pem::PemObject;
@@ -218,7 +159,8 @@ fn https_get(port: u16, ca: &Path, path: &str) -> common::Response {
 #[test]
 fn tls_only_when_configured() {
     let dir = common::temp_dir("tls");
-    let (cert, key, other) = certificate(&dir);
+    let certs = common::certs::make(&dir);
+    let (cert, key, other) = (&certs.cert, &certs.key, &certs.other_key);
     // (start() polls plain HTTP; a TLS listener is polled over HTTPS here)
     let c = Collectd::spawn(
         Setup::default().rest(&format!(
@@ -232,7 +174,7 @@ fn tls_only_when_configured() {
         assert!(!c.exited(), "{}", c.all_output());
         TcpStream::connect(("127.0.0.1", c.port)).ok()
     });
-    let r = https_get(c.port, &cert, "/v1/health");
+    let r = https_get(c.port, &certs.ca, "/v1/health");
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");
     // Plain HTTP is not served on the TLS port.

@@ -7,6 +7,7 @@
 //! the tests fail loudly with what to install.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod keystone;
 
 use std::io::{BufRead, BufReader, Read, Write};
