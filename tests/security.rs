@@ -273,5 +273,9 @@ fn limits_on_hostile_clients() {
     assert_eq!(ok + limited, 61, "{text}");
     assert!(limited > 0 && ok >= 20, "{ok} answered, {limited} limited");
     assert!(text.contains("too_many_requests"));
+    assert!(
+        text.to_ascii_lowercase().contains("retry-after: 1\r\n"),
+        "{text}"
+    );
     assert!(!c.exited());
 }

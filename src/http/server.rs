@@ -210,7 +210,7 @@ fn serve_connection(
 }
 
 /// A per-connection token bucket: RateLimit requests per second, bursts of
-/// one second's worth.
+/// one second's worth (at least one request).
 struct Bucket {
     rate: f64,
     tokens: f64,
@@ -218,16 +218,25 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn take(&mut self) -> bool {
-        let now = std::time::Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+    fn new(rate: f64, now: std::time::Instant) -> Bucket {
+        Bucket {
+            rate,
+            tokens: rate.max(1.0),
+            last: now,
+        }
+    }
+
+    /// Ok: the request may run. Err: whole seconds until one may
+    /// (Retry-After).
+    fn take(&mut self, now: std::time::Instant) -> Result<(), u64> {
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate)
+            .min(self.rate.max(1.0));
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
-            true
+            Ok(())
         } else {
-            false
+            Err(((1.0 - self.tokens) / self.rate).ceil().max(1.0) as u64)
         }
     }
 }
@@ -250,27 +259,34 @@ where
 {
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
     let bucket = (app.config.rate_limit > 0.0).then(|| {
-        Arc::new(parking_lot::Mutex::new(Bucket {
-            rate: app.config.rate_limit,
-            tokens: app.config.rate_limit,
-            last: std::time::Instant::now(),
-        }))
+        Arc::new(parking_lot::Mutex::new(Bucket::new(
+            app.config.rate_limit,
+            std::time::Instant::now(),
+        )))
     });
     let svc = service_fn(move |req| {
-        let limited = bucket.as_ref().is_some_and(|b| !b.lock().take());
+        let limited = match &bucket {
+            Some(b) => b.lock().take(std::time::Instant::now()).err(),
+            None => None,
+        };
         // Each request runs as a task of its own, so that a panic in a
         // handler is answered with a 500 instead of a dropped connection.
-        let task = (!limited).then(|| tokio::spawn(serve_request(app.clone(), req)));
+        let task = limited
+            .is_none()
+            .then(|| tokio::spawn(serve_request(app.clone(), req)));
         async move {
             let Some(task) = task else {
-                return Ok::<_, Infallible>(
-                    ApiError::new(
-                        hyper::StatusCode::TOO_MANY_REQUESTS,
-                        "too_many_requests",
-                        "this connection sends more requests per second than RateLimit allows",
-                    )
-                    .into_response(),
+                let mut r = ApiError::new(
+                    hyper::StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    "this connection sends more requests per second than RateLimit allows",
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from(limited.unwrap_or(1)),
                 );
+                return Ok::<_, Infallible>(r);
             };
             Ok(task.await.unwrap_or_else(|_| {
                 ApiError::internal("the request failed inside the plugin; see collectd's log")
@@ -377,5 +393,32 @@ async fn heartbeat_loop(app: Arc<App>) {
             Ok(Err(e)) => log::warn!("heartbeat notification: {e}"),
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bucket;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn rate_limit_bucket() {
+        let t0 = Instant::now();
+        // 2 per second: a burst of 2, then one every 0.5 s.
+        let mut b = Bucket::new(2.0, t0);
+        assert_eq!(b.take(t0), Ok(()));
+        assert_eq!(b.take(t0), Ok(()));
+        assert_eq!(b.take(t0), Err(1));
+        assert_eq!(b.take(t0 + Duration::from_millis(500)), Ok(()));
+        // Idle time does not bank more than one second's worth.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(b.take(later), Ok(()));
+        assert_eq!(b.take(later), Ok(()));
+        assert!(b.take(later).is_err());
+        // Below one per second: one request, then Retry-After says when.
+        let mut slow = Bucket::new(0.25, t0);
+        assert_eq!(slow.take(t0), Ok(()));
+        assert_eq!(slow.take(t0), Err(4));
+        assert_eq!(slow.take(t0 + Duration::from_secs(4)), Ok(()));
     }
 }
