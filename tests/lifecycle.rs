@@ -152,32 +152,7 @@ fn the_example_config_works() {
         "the example serves 9196"
     );
     let example = example.replace("\"9196\"", &format!("\"{port}\""));
-    let dir = common::temp_dir("example");
-    let plugins = dir.join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    for line in example.lines() {
-        if let Some(p) = line.strip_prefix("LoadPlugin ") {
-            let p = p.trim();
-            let src = if p == "rest" {
-                common::plugin_so()
-            } else {
-                std::path::Path::new(common::SYSTEM_PLUGIN_DIR).join(format!("{p}.so"))
-            };
-            std::fs::copy(&src, plugins.join(format!("{p}.so"))).unwrap();
-        }
-    }
-    std::fs::write(dir.join("example.conf"), example).unwrap();
-    let conf = dir.join("collectd.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "BaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\nPluginDir \"{d}/plugins\"\n\
-             Include \"{d}/example.conf\"\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    let mut c = Collectd::launch(Setup::default(), port, dir, &conf);
+    let mut c = common::launch_example(&example, port, common::temp_dir("example"));
     if let Err(out) = c.wait_ready() {
         panic!("the example did not start:\n{out}");
     }

@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{free_port, wait_for, Collectd, Setup};
@@ -128,32 +127,7 @@ fn token_file_and_wider_listen() {
 
 /// GET over HTTPS, trusting `ca`.
 fn https_get(port: u16, ca: &Path, path: &str) -> common::Response {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut tls = rustls::StreamOwned::new(conn, sock);
-    write!(
-        tls,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut raw = Vec::new();
-    let _ = tls.read_to_end(&mut raw);
-    common::parse_response(&raw).expect("an HTTPS answer")
+    common::certs::https_request(port, ca, "GET", path, &[]).expect("an HTTPS answer")
 }
 
 #[test]
@@ -278,4 +252,62 @@ fn limits_on_hostile_clients() {
         "{text}"
     );
     assert!(!c.exited());
+}
+
+/// examples/collectd-secure.conf runs as documented: HTTPS on every
+/// address (IPv4 and IPv6 on one port), tokens from a private file.
+#[test]
+fn the_secure_example_config_works() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(repo.join("examples/collectd-secure.conf")).unwrap();
+    let dir = common::temp_dir("secure-example");
+    let etc = dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    common::certs::make(&etc);
+    write_private(
+        &etc.join("tokens"),
+        &format!("admin {ADMIN}\nreader {READER}\n"),
+        0o600,
+    );
+    let port = free_port();
+    assert!(example.contains("\"/etc/collectd/rest/tokens\""));
+    let example = example
+        .replace("/etc/collectd/rest/", &format!("{}/", etc.display()))
+        .replace("\"9196\"", &format!("\"{port}\""));
+    let mut c = common::launch_example(&example, port, dir);
+    let ca = etc.join("ca.pem");
+    let health = wait_for("the HTTPS API", Duration::from_secs(20), || {
+        assert!(!c.exited(), "{}", c.all_output());
+        common::certs::https_request(port, &ca, "GET", "/v1/health", &[])
+            .ok()
+            .filter(|r| r.status == 200)
+    });
+    assert_eq!(health.json()["status"], "ok");
+    let auth = bearer(READER);
+    let r = common::certs::https_request(
+        port,
+        &ca,
+        "GET",
+        "/v1/capabilities",
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["auth"], serde_json::json!(["token"]));
+    let r = common::certs::https_request(port, &ca, "GET", "/v1/values", &[]).unwrap();
+    r.assert_error(401, "unauthorized");
+    // IPv6 on the same port, beside IPv4.
+    let v6 = TcpStream::connect(("::1", port));
+    assert!(v6.is_ok(), "[::1]:{port}: {v6:?}");
+    // (the example logs to stdout)
+    assert!(
+        c.all_output().contains(&format!(
+            "listening on 0.0.0.0:{port}, [::]:{port} (https, auth: token;"
+        )),
+        "{}",
+        c.all_output()
+    );
+    assert!(!c.all_output().contains(READER));
+    let status = c.terminate(Duration::from_secs(10));
+    assert!(status.success(), "{}", c.all_output());
 }

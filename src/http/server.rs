@@ -39,15 +39,24 @@ pub struct Server {
 }
 
 /// Binds every address now, so that a bad or busy address fails init with
-/// a clear error instead of a silent background failure.
+/// a clear error instead of a silent background failure. An IPv6 address
+/// serves IPv6 only (IPV6_V6ONLY, as nginx does), so that `Listen "::"` and
+/// `Listen "0.0.0.0"` on one port can both be given.
 pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, String> {
+    use socket2::{Domain, Socket, Type};
     addrs
         .iter()
         .map(|a| {
-            let l = std::net::TcpListener::bind(a).map_err(|e| format!("Listen {a}: {e}"))?;
-            l.set_nonblocking(true)
-                .map_err(|e| format!("Listen {a}: {e}"))?;
-            Ok(l)
+            let e = |e: std::io::Error| format!("Listen {a}: {e}");
+            let s = Socket::new(Domain::for_address(*a), Type::STREAM, None).map_err(e)?;
+            if a.is_ipv6() {
+                s.set_only_v6(true).map_err(e)?;
+            }
+            s.set_reuse_address(true).map_err(e)?;
+            s.bind(&(*a).into()).map_err(e)?;
+            s.listen(1024).map_err(e)?;
+            s.set_nonblocking(true).map_err(e)?;
+            Ok(s.into())
         })
         .collect()
 }

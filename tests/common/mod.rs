@@ -213,6 +213,39 @@ impl Setup {
     }
 }
 
+/// Runs an example config (the text of one of examples/*.conf, already
+/// adapted by the caller) as examples/run.sh does: a private PluginDir with
+/// the plugins it loads and a BaseDir around an Include of it. Does not wait.
+pub fn launch_example(example: &str, port: u16, dir: PathBuf) -> Collectd {
+    require_tools();
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for line in example.lines() {
+        if let Some(p) = line.strip_prefix("LoadPlugin ") {
+            let p = p.trim();
+            let src = if p == "rest" {
+                plugin_so()
+            } else {
+                Path::new(SYSTEM_PLUGIN_DIR).join(format!("{p}.so"))
+            };
+            std::fs::copy(&src, plugins.join(format!("{p}.so")))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+    }
+    std::fs::write(dir.join("example.conf"), example).unwrap();
+    let conf = dir.join("collectd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "BaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\nPluginDir \"{d}/plugins\"\n\
+             Include \"{d}/example.conf\"\n",
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    Collectd::launch(Setup::default(), port, dir, &conf)
+}
+
 /// A running collectd; killed (SIGKILL) when dropped.
 pub struct Collectd {
     pub dir: PathBuf,
