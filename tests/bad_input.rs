@@ -88,6 +88,18 @@ fn bad_requests_get_json_errors_and_change_nothing() {
         .assert_error(400, "invalid_encoding");
     c.get("/v1/health?verbose=1")
         .assert_error(400, "unknown_parameter");
+    // A history cursor is decimal digits of any length (docs/openapi.json):
+    // one beyond what this run has issued, even beyond u64, reads from the
+    // start rather than being refused; anything else is refused.
+    for since in ["", "99999999999999999999999"] {
+        let r = c.get(&format!("/v1/history?since={since}"));
+        assert_eq!(r.status, 200, "since={since}: {}", r.text());
+        assert_eq!(r.json()["lost"], 0, "since={since}: {}", r.text());
+    }
+    for since in ["-1", "1.5", "%2B1"] {
+        c.get(&format!("/v1/history?since={since}"))
+            .assert_error(400, "invalid_parameter");
+    }
 
     // The daemon is alive and still does its job.
     assert_eq!(c.get("/v1/health").status, 200);

@@ -11,6 +11,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 "$repo/examples/install-deps.sh" librrd8 liboping0 libmicrohttpd12 libprotobuf-c1 \
     prometheus curl openssl python3 python3-venv python3-dev gcc libc6-dev
 "$repo/tests/keystone-setup.sh"
+"$repo/tests/schemathesis-setup.sh"
 cd "$repo"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -197,6 +197,20 @@ pub fn values(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     Ok(json_response(StatusCode::OK, &Out { values }))
 }
 
+/// A history cursor: decimal digits, empty meaning the start. A number
+/// beyond u64 can only be from another run of collectd (or made up): it
+/// saturates, and like every cursor ahead of the newest sample it reads
+/// from the start.
+fn parse_cursor(s: &str) -> Option<u64> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    if !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.parse().unwrap_or(u64::MAX))
+}
+
 /// Samples one history read returns when no limit is given.
 const DEFAULT_HISTORY_LIMIT: u64 = 10_000;
 
@@ -206,8 +220,8 @@ pub fn history(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     keys.extend(["since", "limit"]);
     let q = req.query(&keys)?;
     let since = match q.get("since") {
-        None | Some("") => 0,
-        Some(s) => s.parse::<u64>().map_err(|_| {
+        None => 0,
+        Some(s) => parse_cursor(s).ok_or_else(|| {
             ApiError::bad_request(
                 "invalid_parameter",
                 format!("since must be a cursor from a previous answer, got {s:?}"),
@@ -467,4 +481,22 @@ pub async fn flush(app: &Arc<App>, req: &ApiRequest) -> Result<Response<Body>> {
         StatusCode::OK,
         &json!({ "flushed": results }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_cursors() {
+        assert_eq!(parse_cursor(""), Some(0));
+        assert_eq!(parse_cursor("0"), Some(0));
+        assert_eq!(parse_cursor("0042"), Some(42));
+        assert_eq!(parse_cursor("18446744073709551615"), Some(u64::MAX));
+        // Digits only, of any length: too large for this run reads from the start.
+        assert_eq!(parse_cursor("99999999999999999999999"), Some(u64::MAX));
+        for bad in ["-1", "+1", " 1", "1.0", "1e3", "x", "\u{663}"] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
+    }
 }

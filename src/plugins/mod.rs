@@ -127,6 +127,10 @@ impl Record {
     }
 }
 
+/// The shortest interval a PUT accepts: one tick of collectd's clock
+/// (cdtime_t counts 2^-30 s).
+pub const MIN_INTERVAL: f64 = 1.0 / (1u64 << 30) as f64;
+
 /// What a PUT asks for; omitted fields keep their current value.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -531,10 +535,15 @@ impl Manager {
         self.check_name(name)?;
         Self::refuse_self(name, "reconfigured")?;
         if let Some(i) = req.interval {
-            if !(i.is_finite() && i > 0.0 && i <= 86_400.0) {
+            // Below collectd's time resolution an interval is 0 to collectd,
+            // which means its default: the plugin would not run at the
+            // interval this API reports.
+            if !(MIN_INTERVAL..=86_400.0).contains(&i) {
                 return Err(OpError::Invalid(
                     "invalid_body",
-                    "interval must be a number of seconds above 0 and at most 86400".into(),
+                    "interval must be a number of seconds from 2^-30 (collectd's time \
+                     resolution) to 86400"
+                        .into(),
                 ));
             }
         }
@@ -630,6 +639,12 @@ impl Manager {
                 Ok(Self::view(name, Some(&r)))
             }
             Err(e) => {
+                // A refused change is not kept: the plugin keeps the config
+                // and interval of its last accepted change (what StateDir
+                // holds), which a later enable or restart runs it with.
+                let kept = r.persisted.as_ref();
+                r.config = kept.and_then(|p| p.config.clone());
+                r.interval = kept.and_then(|p| p.interval);
                 r.state = PluginState::Failed;
                 r.error = Some(e.clone());
                 self.set(name, r);

@@ -223,6 +223,68 @@ fn failed_init_unregisters_and_reports() {
     assert_eq!((v.state, v.error), (PluginState::Enabled, None));
 }
 
+/// A change collectd refused is not what the plugin runs with afterwards:
+/// neither the answers nor StateDir keep it, and enabling the plugin again
+/// runs it with the settings of its last accepted change.
+#[test]
+fn a_refused_change_is_not_kept() {
+    let f = Fixture::new("refused", &["interface", "rest"], &["interface", "rest"]);
+    let m = f.manager();
+    let accepted = PutRequest {
+        config: Some("Interface \"lo\"".into()),
+        interval: Some(5.0),
+        ..Default::default()
+    };
+    m.put(&f.fake, "interface", accepted, None).unwrap();
+    f.fake.fail_init.lock().insert("interface".into());
+    let refused = PutRequest {
+        config: Some("Interface \"eth0\"".into()),
+        interval: Some(7.0),
+        ..Default::default()
+    };
+    let e = m.put(&f.fake, "interface", refused, None).unwrap_err();
+    assert!(matches!(e, OpError::Failed(_)), "{e:?}");
+    let v = m.get("interface").unwrap();
+    assert_eq!(v.state, PluginState::Failed);
+    assert!(v.error.is_some());
+    assert_eq!(
+        (v.config.as_deref(), v.interval),
+        (Some("Interface \"lo\""), Some(5.0)),
+        "the last accepted settings, not the refused ones"
+    );
+    f.fake.fail_init.lock().clear();
+    f.fake.take_calls();
+    let v = m.enable(&f.fake, "interface", None).unwrap();
+    assert_eq!(
+        (v.state, v.config.as_deref(), v.interval),
+        (PluginState::Enabled, Some("Interface \"lo\""), Some(5.0))
+    );
+    assert_eq!(
+        f.fake.take_calls(),
+        [
+            "wait",
+            "register interface Some(5.0)",
+            "init interface",
+            "wait"
+        ]
+    );
+    assert_eq!(
+        f.persisted()["plugins"]["interface"],
+        serde_json::json!({"origin": "config", "enabled": true, "interval": 5.0,
+                           "config": "Interface \"lo\""})
+    );
+    // Without an accepted change before, nothing set through the API stays.
+    f.fake.fail_init.lock().insert("interface".into());
+    m.delete(&f.fake, "interface").unwrap();
+    let refused = PutRequest {
+        config: Some("Interface \"eth0\"".into()),
+        ..Default::default()
+    };
+    assert!(m.put(&f.fake, "interface", refused, None).is_err());
+    let v = m.get("interface").unwrap();
+    assert_eq!((v.config, v.interval), (None, None));
+}
+
 #[test]
 fn refusals() {
     let f = Fixture::new("refuse", &["cpu", "rest"], &["cpu", "rest"]);
@@ -276,7 +338,11 @@ fn refusals() {
             "{config}"
         );
     }
-    for interval in [0.0, -1.0, f64::NAN, 1e9] {
+    // 2^-30 s is collectd's clock tick: anything shorter is 0 (its default)
+    // to collectd, so the plugin would not run at the interval reported.
+    assert_eq!(secs_to_cdtime(MIN_INTERVAL), 1);
+    assert_eq!(secs_to_cdtime(MIN_INTERVAL * 0.999), 0);
+    for interval in [0.0, -1.0, f64::NAN, 1e9, 1e-300, MIN_INTERVAL * 0.999] {
         let r = m.put(
             &f.fake,
             "cpu",
