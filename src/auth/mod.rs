@@ -77,14 +77,15 @@ fn constant_time_eq(known: &[u8], given: &[u8]) -> bool {
     diff == 0
 }
 
-/// The token a request presents, if any.
+/// The token a request presents, if any: `Authorization: Bearer`, else
+/// `X-Auth-Token` (an `Authorization` of another scheme, e.g. Basic added
+/// by a proxy, is not ours and is ignored).
 fn presented(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) {
         let (scheme, rest) = v.trim().split_once(' ').unwrap_or((v, ""));
         if scheme.eq_ignore_ascii_case("Bearer") && !rest.trim().is_empty() {
             return Some(rest.trim());
         }
-        return None;
     }
     headers
         .get("x-auth-token")
@@ -191,7 +192,7 @@ mod tests {
         assert!(!a.is_open());
         assert_eq!(a.kinds(), ["token"]);
         type Case<'a> = (&'a [(&'a str, &'a str)], Result<Role, AuthError>);
-        let cases: [Case; 8] = [
+        let cases: [Case; 10] = [
             (&[("authorization", "Bearer s3cret-admin")], Ok(Role::Admin)),
             (
                 &[("authorization", "bearer  s3cret-read ")],
@@ -209,6 +210,20 @@ mod tests {
                 Err(AuthError::Invalid),
             ),
             (&[("authorization", "Bearer ")], Err(AuthError::Missing)),
+            (
+                &[
+                    ("authorization", "Basic eDp5"),
+                    ("x-auth-token", "s3cret-admin"),
+                ],
+                Ok(Role::Admin),
+            ),
+            (
+                &[
+                    ("authorization", "Bearer s3cret-read"),
+                    ("x-auth-token", "s3cret-admin"),
+                ],
+                Ok(Role::Reader),
+            ),
         ];
         for (h, expected) in cases {
             assert_eq!(a.role(&headers(h)).await, expected, "{h:?}");
