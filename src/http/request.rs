@@ -85,8 +85,10 @@ pub fn percent_decode(s: &str, plus: bool) -> Result<String, ApiError> {
     while i < b.len() {
         match b[i] {
             b'%' => {
+                // Two hex digits: from_str_radix alone would take "+f".
                 let hex = b
                     .get(i + 1..i + 3)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| {
@@ -183,6 +185,11 @@ mod tests {
         assert!(percent_decode("%4", false).is_err());
         assert!(percent_decode("%zz", false).is_err());
         assert!(percent_decode("%", false).is_err());
+        // A sign is not a hex digit (found by the query_string fuzzer).
+        for bad in ["%+1", "%+f", "a%+F", "%-1", "%+", "+%+9"] {
+            assert!(percent_decode(bad, false).is_err(), "{bad}");
+            assert!(percent_decode(bad, true).is_err(), "{bad}");
+        }
     }
 
     #[test]
