@@ -229,6 +229,21 @@ mod tests {
     }
 
     #[test]
+    fn two_sets_on_one_thread_never_share_a_cached_snapshot() {
+        let (a, b) = (Blacklist::default(), Blacklist::default());
+        a.put("x", rule([None, Some("cpu"), None, None, None]), ok)
+            .unwrap();
+        b.put("x", rule([None, Some("load"), None, None, None]), ok)
+            .unwrap();
+        for _ in 0..2 {
+            assert!(matches(&a, ["h", "cpu", "", "cpu", ""]));
+            assert!(!matches(&a, ["h", "load", "", "load", ""]));
+            assert!(matches(&b, ["h", "load", "", "load", ""]));
+            assert!(!matches(&b, ["h", "cpu", "", "cpu", ""]));
+        }
+    }
+
+    #[test]
     fn exact_and_regex_rules() {
         let b = Blacklist::default();
         assert!(!matches(&b, ["h", "cpu", "0", "cpu", "idle"]));

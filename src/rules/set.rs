@@ -18,10 +18,19 @@ pub trait Compile: Clone {
     fn compile(rules: &BTreeMap<String, Self>) -> Result<Self::Compiled, String>;
 }
 
+/// Versions are unique in the process, across every rule set: a per-thread
+/// cache keyed by version alone can never take one set's snapshot for
+/// another's.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
+
 pub struct RuleSet<T: Compile> {
     rules: Mutex<BTreeMap<String, T>>,
     compiled: RwLock<Arc<T::Compiled>>,
-    /// Bumped on every change, never reused.
+    /// New on every change, never reused (process-wide; never 0).
     version: AtomicU64,
     empty: AtomicBool,
 }
@@ -31,7 +40,7 @@ impl<T: Compile> Default for RuleSet<T> {
         RuleSet {
             rules: Mutex::new(BTreeMap::new()),
             compiled: RwLock::new(Arc::new(T::Compiled::default())),
-            version: AtomicU64::new(1),
+            version: AtomicU64::new(next_version()),
             empty: AtomicBool::new(true),
         }
     }
@@ -122,7 +131,7 @@ impl<T: Compile> RuleSet<T> {
 
     fn publish(&self, compiled: T::Compiled, empty: bool) {
         *self.compiled.write() = Arc::new(compiled);
-        self.version.fetch_add(1, Ordering::AcqRel);
+        self.version.store(next_version(), Ordering::Release);
         self.empty.store(empty, Ordering::Release);
     }
 }
