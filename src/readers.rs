@@ -82,8 +82,8 @@ type Found = (Vec<(u64, u64)>, Vec<u32>);
 pub enum Quiet {
     /// Every read thread was seen between reads.
     Yes,
-    /// Some read thread stayed busy for the whole timeout.
-    Busy,
+    /// Some read threads (their ids) stayed busy for the whole timeout.
+    Busy(Vec<u32>),
     /// /proc could not tell; the caller waited `Duration` instead.
     Unknown(String),
 }
@@ -140,7 +140,7 @@ pub fn wait_until_between_reads(
             return Quiet::Yes;
         }
         if Instant::now() >= deadline || abort() {
-            return Quiet::Busy;
+            return Quiet::Busy(pending);
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));
@@ -150,6 +150,13 @@ pub fn wait_until_between_reads(
 fn fallback_wait(d: Duration, why: String) -> Quiet {
     std::thread::sleep(d);
     Quiet::Unknown(why)
+}
+
+/// A thread's name ("reader#N"), or its id when it has none.
+pub fn thread_name(tid: u32) -> String {
+    fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+        .map(|c| c.trim_end().to_string())
+        .unwrap_or_else(|_| format!("thread {tid}"))
 }
 
 /// Thread ids of collectd's read threads (named "reader#N").

@@ -216,11 +216,17 @@ impl Loader {
     pub fn wait_reads_done(&self) -> Result<(), String> {
         match readers::wait_until_between_reads(READS_TIMEOUT, READS_FALLBACK, &*self.stopping) {
             Quiet::Yes => Ok(()),
-            Quiet::Busy if (self.stopping)() => Err("collectd is shutting down".into()),
-            Quiet::Busy => Err(format!(
-                "a read callback was still running after {} s",
-                READS_TIMEOUT.as_secs()
-            )),
+            Quiet::Busy(_) if (self.stopping)() => Err("collectd is shutting down".into()),
+            Quiet::Busy(tids) => {
+                let names: Vec<String> = tids.into_iter().map(readers::thread_name).collect();
+                Err(format!(
+                    "a read callback was still running after {} s (never seen between \
+                     reads: {}; a read that blocks, or an interval shorter than the \
+                     read takes, keeps a read thread busy)",
+                    READS_TIMEOUT.as_secs(),
+                    names.join(", ")
+                ))
+            }
             Quiet::Unknown(why) => {
                 log::warn!(
                     "cannot see collectd's read threads ({why}); waited {} s instead",
