@@ -1,8 +1,9 @@
 #!/bin/sh
 # Sets up a Debian bookworm machine for the tests (as root: installs what is
-# missing) and runs every test: formatting, lints, unit tests and the
-# black-box tests that start a real collectd with the plugin (and a real
-# Keystone on loopback for the Keystone tests).
+# missing) and runs every test: formatting, lints, unit tests, the black-box
+# tests that start a real collectd with the plugin (and a real Keystone on
+# loopback for the Keystone tests, schemathesis for the OpenAPI document),
+# then every fuzz target for FUZZ_SECONDS (default 10) each.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 # The libraries of the plugins the tests load (rrdtool, ping, write_prometheus),
@@ -16,3 +17,4 @@ cd "$repo"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
 cargo test
+"$repo/tests/fuzz.sh"
