@@ -29,7 +29,7 @@
 //!    ~20-40 ns of two clock reads are included). First 1.5 s with no
 //!    reader (baseline), then 1.5 s while the main thread does what
 //!    `GET /v1/values` does over and over: a full `snapshot(.., true)` and
-//!    its serialization to JSON with `ValueListJson` and `serde_json::to_vec`.
+//!    its serialization to JSON with `JsonOut::value_list`.
 //!    A third 1.5 s phase is a control: the main thread keeps a CPU busy
 //!    without touching the store, so stalls it shows are scheduling or
 //!    machine noise, not lock waits.
@@ -94,10 +94,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use rest::http::json::ValueListJson;
+use rest::http::json::JsonOut;
 use rest::model::{DataSet, DataSource, DsType, RawValue, ValueListRef};
 use rest::store::{Filter, Update, ValueStore};
-use serde::Serialize;
 
 use common::{Collectd, Setup};
 
@@ -686,12 +685,6 @@ struct ReaderStats {
     max_lock_hold_us: f64,
 }
 
-/// What GET /v1/values serializes (handlers::values).
-#[derive(Serialize)]
-struct ValuesOut<'a> {
-    values: Vec<ValueListJson<'a>>,
-}
-
 /// One phase of A3: `rounds.len()` writers for PHASE while this thread does
 /// what `reader` says. Returns the writers' merged latencies.
 fn phase(
@@ -719,12 +712,12 @@ fn phase(
                 let a = Instant::now();
                 let snap = store.snapshot(&Filter::default(), true);
                 let b = Instant::now();
-                let values = snap
-                    .entries
-                    .iter()
-                    .map(|entry| ValueListJson { snap: &snap, entry })
-                    .collect();
-                let body = serde_json::to_vec(&ValuesOut { values }).expect("serialize");
+                // What handlers::values writes.
+                let mut out = JsonOut::with_capacity(snap.entries.len() * 320 + 16);
+                out.raw("{\"values\":");
+                out.entries(&snap, |o, e| o.value_list(&snap, e));
+                out.raw("}");
+                let body = out.buf;
                 let c = Instant::now();
                 assert_eq!(snap.entries.len(), names.len());
                 stats.reads += 1;

@@ -150,8 +150,9 @@ pub struct ValueListRef<'a> {
     pub values: &'a [RawValue],
     pub time: CdTime,
     pub interval: CdTime,
-    /// Converted only when collectd attached meta data.
-    pub meta: Option<Meta>,
+    /// Converted only when collectd attached meta data; shared with the
+    /// previous value list's when equal (see host::convert).
+    pub meta: Option<Arc<Meta>>,
 }
 
 impl ValueListRef<'_> {
@@ -173,6 +174,11 @@ impl ValueListRef<'_> {
 /// Formats the five identifier fields the way collectd does (FORMAT_VL).
 pub fn write_identifier(out: &mut String, f: [&str; 5]) {
     out.clear();
+    push_identifier(out, f);
+}
+
+/// Appends the identifier of the five fields to `out`.
+fn push_identifier(out: &mut String, f: [&str; 5]) {
     out.push_str(f[0]);
     out.push('/');
     out.push_str(f[1]);
@@ -188,48 +194,73 @@ pub fn write_identifier(out: &mut String, f: [&str; 5]) {
     }
 }
 
-/// A metric's name: the identifier string and where each field lies in it.
-#[derive(Debug, PartialEq, Eq, Hash)]
-pub struct MetricName {
-    id: Box<str>,
-    /// Byte lengths of host, plugin, plugin_instance, type, type_instance.
-    lens: [u8; 5],
-}
+/// A metric's name: the identifier string and where each field lies in it,
+/// in one shared allocation (cloning is a reference count). The string
+/// starts with a header of 6 ASCII bytes: the byte lengths of host, plugin,
+/// plugin_instance, type and type_instance (each at most 127), then b'1' if
+/// no byte of the identifier needs an escape in a JSON string (no quote,
+/// backslash or control character), else b'0'. One allocation instead of
+/// two: a full read touches every name, and each allocation is a cache miss.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MetricName(Arc<str>);
+
+const NAME_HEADER: usize = 6;
 
 impl MetricName {
     /// Builds a name from the five fields; each must be at most 127 bytes
     /// (collectd's limit), longer fields are cut at a character boundary.
     pub fn new(fields: [&str; 5]) -> Self {
         let fields = fields.map(|f| truncate(f, MAX_NAME_LEN));
-        let mut id = String::with_capacity(fields.iter().map(|f| f.len() + 1).sum());
-        write_identifier(&mut id, fields);
-        MetricName {
-            id: id.into_boxed_str(),
-            lens: fields.map(|f| f.len() as u8),
+        let mut s =
+            String::with_capacity(NAME_HEADER + fields.iter().map(|f| f.len() + 1).sum::<usize>());
+        for f in fields {
+            // at most 127: one ASCII byte
+            s.push(char::from(f.len() as u8));
         }
+        s.push('0');
+        push_identifier(&mut s, fields);
+        let plain = s.as_bytes()[NAME_HEADER..]
+            .iter()
+            .all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
+        if plain {
+            s.replace_range(NAME_HEADER - 1..NAME_HEADER, "1");
+        }
+        MetricName(s.into())
     }
 
     pub fn identifier(&self) -> &str {
-        &self.id
+        &self.0[NAME_HEADER..]
+    }
+
+    /// Whether every field can be written in a JSON string as is.
+    pub fn is_json_plain(&self) -> bool {
+        self.0.as_bytes()[NAME_HEADER - 1] == b'1'
+    }
+
+    /// Whether both are the same object (not only equal).
+    pub fn same_object(&self, other: &MetricName) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// host, plugin, plugin_instance, type and type_instance.
+    pub fn fields(&self) -> [&str; 5] {
+        let id = self.identifier();
+        let mut out = [""; 5];
+        let mut start = 0;
+        for (i, &len) in self.0.as_bytes()[..5].iter().enumerate() {
+            let len = usize::from(len);
+            if len > 0 {
+                out[i] = &id[start..start + len];
+            }
+            // the separator after the field: none after an empty plugin
+            // instance (the type follows the plugin's '/')
+            start += len + usize::from(i != 2 || len > 0);
+        }
+        out
     }
 
     fn field(&self, index: usize) -> &str {
-        let l = self.lens.map(usize::from);
-        let (start, len) = match index {
-            0 => (0, l[0]),
-            1 => (l[0] + 1, l[1]),
-            2 => (l[0] + 1 + l[1] + 1, l[2]),
-            3 => (l[0] + 1 + l[1] + usize::from(l[2] > 0) + l[2] + 1, l[3]),
-            _ => (
-                l[0] + 1 + l[1] + usize::from(l[2] > 0) + l[2] + 1 + l[3] + 1,
-                l[4],
-            ),
-        };
-        if len == 0 {
-            ""
-        } else {
-            &self.id[start..start + len]
-        }
+        self.fields()[index]
     }
 
     pub fn host(&self) -> &str {
@@ -249,9 +280,17 @@ impl MetricName {
     }
 }
 
+impl fmt::Debug for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("MetricName")
+            .field(&self.identifier())
+            .finish()
+    }
+}
+
 impl fmt::Display for MetricName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.id)
+        f.write_str(self.identifier())
     }
 }
 

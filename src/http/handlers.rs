@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::ApiError;
-use super::json::{MetricJson, NotificationJson, ValueListJson};
+use super::json::{JsonOut, NotificationJson};
 use super::request::{ApiRequest, Query};
 use super::{json_response, raw_json_response, Body, OPENAPI};
 use crate::app::{now_secs, App};
@@ -157,19 +157,20 @@ pub fn openapi(req: &ApiRequest) -> Result<Response<Body>> {
 pub fn metrics(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     let q = req.query(&FILTER_KEYS)?;
     let snap = app.values.snapshot(&value_filter(&q), false);
-    #[derive(Serialize)]
-    struct Out<'a> {
-        metrics: Vec<MetricJson<'a>>,
-    }
-    let metrics = snap.entries.iter().map(MetricJson).collect();
-    Ok(json_response(StatusCode::OK, &Out { metrics }))
+    let mut o = JsonOut::with_capacity(snap.entries.len() * 224 + 16);
+    o.raw("{\"metrics\":");
+    o.entries(&snap, JsonOut::metric);
+    o.raw("}");
+    Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
 /// The latest values in the Prometheus text format (see `prometheus`).
 pub fn prometheus(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     let q = req.query(&FILTER_KEYS)?;
-    let snap = app.values.snapshot(&value_filter(&q), true);
-    let text = super::prometheus::render(&snap, &app.info.hostname);
+    let filter = value_filter(&q);
+    let snap = app.values.snapshot(&filter, true);
+    let full = filter == Filter::default();
+    let text = super::prometheus::render(&snap, &app.info.hostname, full);
     let mut resp = raw_json_response(StatusCode::OK, text.into_bytes());
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -185,16 +186,11 @@ pub fn values(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
         app.info.fault_check(p);
     }
     let snap = app.values.snapshot(&filter, true);
-    #[derive(Serialize)]
-    struct Out<'a> {
-        values: Vec<ValueListJson<'a>>,
-    }
-    let values = snap
-        .entries
-        .iter()
-        .map(|entry| ValueListJson { snap: &snap, entry })
-        .collect();
-    Ok(json_response(StatusCode::OK, &Out { values }))
+    let mut o = JsonOut::with_capacity(snap.entries.len() * 320 + 16);
+    o.raw("{\"values\":");
+    o.entries(&snap, |o, e| o.value_list(&snap, e));
+    o.raw("}");
+    Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
 /// A history cursor: decimal digits, empty meaning the start. A number
@@ -232,25 +228,15 @@ pub fn history(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
         .u64("limit", 1, 1_000_000)?
         .unwrap_or(DEFAULT_HISTORY_LIMIT);
     let (snap, cursor, lost) = app.values.history(since, limit as usize, &value_filter(&q));
-    #[derive(Serialize)]
-    struct Out<'a> {
-        cursor: String,
-        lost: u64,
-        values: Vec<ValueListJson<'a>>,
-    }
-    let values = snap
-        .entries
-        .iter()
-        .map(|entry| ValueListJson { snap: &snap, entry })
-        .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &Out {
-            cursor: cursor.to_string(),
-            lost,
-            values,
-        },
-    ))
+    let mut o = JsonOut::with_capacity(snap.entries.len() * 320 + 64);
+    o.raw("{\"cursor\":");
+    o.str(&cursor.to_string());
+    o.raw(",\"lost\":");
+    o.u64(lost);
+    o.raw(",\"values\":");
+    o.entries(&snap, |o, e| o.value_list(&snap, e));
+    o.raw("}");
+    Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
 pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<Body>> {
@@ -266,11 +252,9 @@ pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<
         .values
         .get(&id)
         .ok_or_else(|| ApiError::not_found(format!("no live value for {id}")))?;
-    let entry = &snap.entries[0];
-    Ok(json_response(
-        StatusCode::OK,
-        &ValueListJson { snap: &snap, entry },
-    ))
+    let mut o = JsonOut::with_capacity(512);
+    o.value_list(&snap, &snap.entries[0]);
+    Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
 /// Notifications returned by one poll when no limit is given.

@@ -15,9 +15,14 @@
 //! write_prometheus sorts them. Characters Prometheus does not allow in names
 //! become `_`.
 
+use std::collections::HashMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
-use crate::model::{cdtime_to_secs, DsType, RawValue};
+use parking_lot::Mutex;
+
+use crate::model::{cdtime_to_secs, DsType, MetricName, RawValue};
+use crate::store::values::SnapEntry;
 use crate::store::Snapshot;
 
 /// write_prometheus's default StalenessDelta: values with a longer interval
@@ -32,8 +37,7 @@ fn push_name_part(out: &mut String, s: &str) {
 }
 
 /// A label name: [a-zA-Z_][a-zA-Z0-9_]*.
-fn label_name(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
+fn push_label_name(out: &mut String, s: &str) {
     if s.chars().next().is_none_or(|c| c.is_ascii_digit()) {
         out.push('_');
     }
@@ -44,7 +48,6 @@ fn label_name(s: &str) -> String {
             '_'
         }
     }));
-    out
 }
 
 fn push_label_value(out: &mut String, v: &str) {
@@ -58,66 +61,164 @@ fn push_label_value(out: &mut String, v: &str) {
     }
 }
 
+/// One sample line: data source `ds` of snapshot entry `entry`, in family
+/// `family` (an index into the interned family names).
 struct Series {
-    family: String,
-    /// Label values in label order, for sorting as write_prometheus does.
-    sort_key: String,
+    family: u32,
     entry: u32,
     ds: u8,
 }
 
-/// Renders the snapshot in the Prometheus text format (version 0.0.4).
-pub fn render(snap: &Snapshot, hostname: &str) -> String {
+/// The family name of a data source.
+fn family_name(plugin: &str, type_: &str, ds_name: &str, total: bool) -> String {
+    let mut family = String::from("collectd_");
+    if plugin != type_ {
+        push_name_part(&mut family, plugin);
+        family.push('_');
+    }
+    push_name_part(&mut family, type_);
+    if ds_name != "value" {
+        family.push('_');
+        push_name_part(&mut family, ds_name);
+    }
+    if total {
+        family.push_str("_total");
+    }
+    family
+}
+
+/// write_prometheus's order of series within a family: by label count, then
+/// by the label values (plugin instance, type instance, host).
+fn label_order(n: &MetricName) -> (u8, &str, &str, &str) {
+    let (pi, ti) = (n.plugin_instance(), n.type_instance());
+    let labels = 1 + u8::from(!pi.is_empty()) + u8::from(!ti.is_empty());
+    let (first, second) = if pi.is_empty() { (ti, "") } else { (pi, ti) };
+    (labels, first, second, n.host())
+}
+
+/// The families and the order of the series of a snapshot.
+struct Layout {
+    families: Vec<String>,
+    series: Vec<Series>,
+}
+
+/// The layout of the last full scrape, with what it was computed from: the
+/// snapshot's names (the same objects, in the same order) and data sets.
+/// While no metric comes or goes, the next full scrape has the same layout,
+/// and checking that is one pass instead of a sort of every series.
+struct CachedLayout {
+    names: Vec<MetricName>,
+    data_sets: Vec<usize>,
+    layout: Arc<Layout>,
+}
+
+static LAST_LAYOUT: Mutex<Option<CachedLayout>> = Mutex::new(None);
+
+fn cached_layout(snap: &Snapshot) -> Arc<Layout> {
+    let ds_of = |e: &SnapEntry| Arc::as_ptr(&e.ds) as usize;
+    if let Some(c) = LAST_LAYOUT.lock().as_ref() {
+        let same = c.names.len() == snap.entries.len()
+            && c.names
+                .iter()
+                .zip(&c.data_sets)
+                .zip(&snap.entries)
+                .all(|((n, &ds), e)| n.same_object(&e.name) && ds == ds_of(e));
+        if same {
+            return c.layout.clone();
+        }
+    }
+    let layout = Arc::new(layout(snap));
+    *LAST_LAYOUT.lock() = Some(CachedLayout {
+        names: snap.entries.iter().map(|e| e.name.clone()).collect(),
+        data_sets: snap.entries.iter().map(ds_of).collect(),
+        layout: layout.clone(),
+    });
+    layout
+}
+
+fn layout(snap: &Snapshot) -> Layout {
+    // Family names are interned: a few per plugin and type, not one string
+    // per series. Consecutive entries (sorted by identifier) mostly share
+    // plugin and type, so the last lookup is remembered.
+    type FamilyKey<'a> = (&'a str, &'a str, &'a str, bool);
+    let mut ids: HashMap<FamilyKey<'_>, u32> = HashMap::new();
+    let mut families: Vec<String> = Vec::new();
+    let mut last: Option<(FamilyKey<'_>, u32)> = None;
     let mut series: Vec<Series> = Vec::with_capacity(snap.entries.len());
     for (i, e) in snap.entries.iter().enumerate() {
         let n = &e.name;
         for (d, src) in e.ds.sources.iter().enumerate() {
-            let mut family = String::from("collectd_");
-            if n.plugin() != n.type_() {
-                push_name_part(&mut family, n.plugin());
-                family.push('_');
-            }
-            push_name_part(&mut family, n.type_());
-            if &*src.name != "value" {
-                family.push('_');
-                push_name_part(&mut family, &src.name);
-            }
-            if matches!(src.ds_type, DsType::Counter | DsType::Derive) {
-                family.push_str("_total");
-            }
-            // write_prometheus sorts by label count, then label values.
-            let labels = 1
-                + usize::from(!n.plugin_instance().is_empty())
-                + usize::from(!n.type_instance().is_empty());
-            let mut sort_key = String::from(char::from(b'0' + labels as u8));
-            for part in [n.plugin_instance(), n.type_instance()] {
-                if !part.is_empty() {
-                    sort_key.push_str(part);
-                    sort_key.push('\0');
+            let total = matches!(src.ds_type, DsType::Counter | DsType::Derive);
+            let key = (n.plugin(), n.type_(), &*src.name, total);
+            let family = match last {
+                Some((k, id)) if k == key => id,
+                _ => {
+                    let id = *ids.entry(key).or_insert_with(|| {
+                        families.push(family_name(key.0, key.1, key.2, total));
+                        (families.len() - 1) as u32
+                    });
+                    last = Some((key, id));
+                    id
                 }
-            }
-            sort_key.push_str(n.host());
+            };
             series.push(Series {
                 family,
-                sort_key,
                 entry: i as u32,
                 ds: d as u8,
             });
         }
     }
-    series.sort_unstable_by(|a, b| (&a.family, &a.sort_key).cmp(&(&b.family, &b.sort_key)));
+    // Different plugins can give the same family name (characters
+    // Prometheus does not allow become `_`): such families share a rank,
+    // so their series are sorted together under one HELP and TYPE.
+    let mut by_name: Vec<u32> = (0..families.len() as u32).collect();
+    by_name.sort_unstable_by(|&a, &b| families[a as usize].cmp(&families[b as usize]));
+    let mut rank = vec![0u32; families.len()];
+    for (r, w) in by_name.iter().enumerate() {
+        rank[*w as usize] = match r {
+            0 => 0,
+            _ if families[*w as usize] == families[by_name[r - 1] as usize] => {
+                rank[by_name[r - 1] as usize]
+            }
+            _ => r as u32,
+        };
+    }
+    series.sort_unstable_by(|a, b| {
+        rank[a.family as usize]
+            .cmp(&rank[b.family as usize])
+            .then_with(|| {
+                let (ea, eb) = (
+                    &snap.entries[a.entry as usize],
+                    &snap.entries[b.entry as usize],
+                );
+                label_order(&ea.name).cmp(&label_order(&eb.name))
+            })
+    });
+    Layout { families, series }
+}
 
-    let mut out = String::with_capacity(series.len() * 96);
+/// Renders the snapshot in the Prometheus text format (version 0.0.4).
+/// `full`: the snapshot holds every metric (no filter), whose layout is
+/// worth remembering for the next scrape.
+pub fn render(snap: &Snapshot, hostname: &str, full: bool) -> String {
+    let layout = if full {
+        cached_layout(snap)
+    } else {
+        Arc::new(layout(snap))
+    };
+    let (families, series) = (&layout.families, &layout.series);
+    let mut out = String::with_capacity(series.len() * 96 + families.len() * 160);
     let mut last_family: Option<&str> = None;
-    for s in &series {
+    for s in series {
         let e = &snap.entries[s.entry as usize];
         let src = &e.ds.sources[s.ds as usize];
         let n = &e.name;
-        if last_family != Some(s.family.as_str()) {
+        let family = families[s.family as usize].as_str();
+        if last_family != Some(family) {
             let _ = writeln!(
                 out,
                 "# HELP {} collectd plugin '{}' type '{}', dstype '{}', dsname '{}'",
-                s.family,
+                family,
                 n.plugin(),
                 n.type_(),
                 src.ds_type.as_str(),
@@ -128,20 +229,20 @@ pub fn render(snap: &Snapshot, hostname: &str) -> String {
             } else {
                 "counter"
             };
-            let _ = writeln!(out, "# TYPE {} {kind}", s.family);
-            last_family = Some(&s.family);
+            let _ = writeln!(out, "# TYPE {family} {kind}");
+            last_family = Some(family);
         }
-        out.push_str(&s.family);
+        out.push_str(family);
         out.push('{');
         if !n.plugin_instance().is_empty() {
-            out.push_str(&label_name(n.plugin()));
+            push_label_name(&mut out, n.plugin());
             out.push_str("=\"");
             push_label_value(&mut out, n.plugin_instance());
             out.push_str("\",");
         }
         if !n.type_instance().is_empty() {
             if n.plugin_instance().is_empty() {
-                out.push_str(&label_name(n.plugin()));
+                push_label_name(&mut out, n.plugin());
             } else {
                 out.push_str("type");
             }
@@ -271,7 +372,11 @@ mod tests {
             ["h", "df", "", "df_complex", "a\"b"],
             &[RawValue::gauge(3.0)],
         );
-        let text = render(&s.snapshot(&Filter::default(), true), "h");
+        let text = render(&s.snapshot(&Filter::default(), true), "h", false);
+        for _ in 0..2 {
+            let again = render(&s.snapshot(&Filter::default(), true), "h", true);
+            assert_eq!(text, again, "the remembered layout");
+        }
         let expected = "\
 # HELP collectd_cpu_total collectd plugin 'cpu' type 'cpu', dstype 'derive', dsname 'value'
 # TYPE collectd_cpu_total counter
@@ -305,6 +410,11 @@ collectd_load_shortterm{instance=\"h\"} 0.5 1000000
 
     #[test]
     fn names_are_sanitized() {
+        let label_name = |s: &str| {
+            let mut out = String::new();
+            push_label_name(&mut out, s);
+            out
+        };
         assert_eq!(label_name("python.foo"), "python_foo");
         assert_eq!(label_name("9x"), "_9x");
         let mut n = String::new();

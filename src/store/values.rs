@@ -52,7 +52,7 @@ impl Filter {
 }
 
 /// Map key: the metric name, looked up by its identifier string.
-struct Key(Arc<MetricName>);
+struct Key(MetricName);
 
 impl Borrow<str> for Key {
     fn borrow(&self) -> &str {
@@ -72,7 +72,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 struct Entry {
-    name: Arc<MetricName>,
+    name: MetricName,
     ds: Arc<DataSet>,
     values: Box<[RawValue]>,
     rates: Box<[f64]>,
@@ -185,6 +185,18 @@ pub struct ValueStore {
     /// `timeout * interval` without an update.
     timeout_factor: u64,
     epoch: Instant,
+    /// The order of the last full read (see `sort_entries`).
+    order: Mutex<Option<OrderCache>>,
+}
+
+/// A full read's metrics in the order they were copied (shard by shard,
+/// slot by slot), and the permutation that sorts them. While no metric is
+/// added or removed, the next full read copies the same names in the same
+/// order, and sorting it is one pass. The names are kept (not only their
+/// addresses) so that an address cannot be reused by another name meanwhile.
+struct OrderCache {
+    names: Vec<MetricName>,
+    sorted: Vec<u32>,
 }
 
 thread_local! {
@@ -194,7 +206,7 @@ thread_local! {
 /// One metric in a snapshot; its values live in the snapshot's flat arrays.
 #[derive(Clone, Debug)]
 pub struct SnapEntry {
-    pub name: Arc<MetricName>,
+    pub name: MetricName,
     pub ds: Arc<DataSet>,
     pub time: CdTime,
     pub interval: CdTime,
@@ -244,6 +256,7 @@ impl ValueStore {
             data_sets: Mutex::new(HashMap::new()),
             timeout_factor: u64::from(timeout_factor.max(1)),
             epoch: Instant::now(),
+            order: Mutex::new(None),
         }
     }
 
@@ -306,10 +319,9 @@ impl ValueStore {
                     e.updated = now;
                     let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
                     e.history.push(seq, vl.time, vl.values);
-                    if let Some(m) = vl.meta {
-                        e.meta = Some(Arc::new(m));
-                    } else if e.meta.is_some() {
-                        e.meta = None;
+                    match (vl.meta, &e.meta) {
+                        (Some(new), Some(old)) if Arc::ptr_eq(&new, old) => {}
+                        (new, _) => e.meta = new,
                     }
                     let event = thresholds::evaluate(
                         &self.thresholds,
@@ -334,7 +346,7 @@ impl ValueStore {
                 &*vl.type_,
                 &*vl.type_instance,
             ];
-            let name = Arc::new(MetricName::new(fields));
+            let name = MetricName::new(fields);
             let rates = (0..vl.values.len())
                 .map(|i| {
                     let s = &data_set.sources[i];
@@ -353,7 +365,7 @@ impl ValueStore {
                 time: vl.time,
                 interval: vl.interval,
                 updated: now,
-                meta: vl.meta.map(Arc::new),
+                meta: vl.meta,
                 thresholds: MetricState::default(),
                 history: Ring::new(self.history_size, vl.values.len(), vl.time),
             };
@@ -419,6 +431,7 @@ impl ValueStore {
             snap.rates.reserve(expected * 2);
         }
         let now = self.now();
+        let all = *filter == Filter::default();
         for shard in self.shards.iter() {
             let mut pos = 0;
             loop {
@@ -426,7 +439,7 @@ impl ValueStore {
                 let held = Instant::now();
                 let end = (pos + READ_BATCH).min(inner.slots.len());
                 for e in inner.slots[pos..end].iter().flatten() {
-                    if self.expired(e, now) || !filter.matches(&e.name) {
+                    if self.expired(e, now) || !(all || filter.matches(&e.name)) {
                         continue;
                     }
                     snap.entries.push(SnapEntry {
@@ -452,9 +465,49 @@ impl ValueStore {
                 pos = end;
             }
         }
-        snap.entries
-            .sort_unstable_by(|a, b| a.name.identifier().cmp(b.name.identifier()));
+        if all {
+            self.sort_full_read(&mut snap.entries);
+        } else {
+            snap.entries
+                .sort_unstable_by(|a, b| a.name.identifier().cmp(b.name.identifier()));
+        }
         snap
+    }
+
+    /// Sorts the entries of a full read by identifier, reusing the last full
+    /// read's order when the same metrics were copied in the same order
+    /// (sorting 100k identifiers costs tens of milliseconds; checking and
+    /// applying a known order, one pass).
+    fn sort_full_read(&self, entries: &mut Vec<SnapEntry>) {
+        let same = |c: &OrderCache| {
+            c.names.len() == entries.len()
+                && c.names
+                    .iter()
+                    .zip(entries.iter())
+                    .all(|(a, b)| a.same_object(&b.name))
+        };
+        let cached = {
+            let cache = self.order.lock();
+            cache.as_ref().filter(|c| same(c)).map(|c| c.sorted.clone())
+        };
+        let sorted = match cached {
+            Some(sorted) => sorted,
+            None => {
+                let mut sorted: Vec<u32> = (0..entries.len() as u32).collect();
+                sorted.sort_unstable_by(|&a, &b| {
+                    let (a, b) = (&entries[a as usize].name, &entries[b as usize].name);
+                    a.identifier().cmp(b.identifier())
+                });
+                let names = entries.iter().map(|e| e.name.clone()).collect();
+                *self.order.lock() = Some(OrderCache {
+                    names,
+                    sorted: sorted.clone(),
+                });
+                sorted
+            }
+        };
+        let mut slots: Vec<Option<SnapEntry>> = entries.drain(..).map(Some).collect();
+        entries.extend(sorted.iter().filter_map(|&i| slots[i as usize].take()));
     }
 
     /// Every sample after `since` (a sequence number; 0: from the start) of
@@ -854,6 +907,47 @@ mod tests {
     }
 
     #[test]
+    fn full_reads_stay_sorted_as_metrics_come_and_go() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let one = ds("gauge", &[("a", DsType::Derive), ("b", DsType::Derive)]);
+        let v = [RawValue::gauge(1.0)];
+        let ids = |s: &ValueStore| -> Vec<String> {
+            let snap = s.snapshot(&Filter::default(), true);
+            snap.entries
+                .iter()
+                .map(|e| {
+                    assert_eq!(snap.values(e).len(), e.ds.sources.len());
+                    e.name.identifier().to_string()
+                })
+                .collect()
+        };
+        let mut expected: Vec<String> = Vec::new();
+        for i in (0..300).rev() {
+            let p = format!("p{i:03}");
+            s.update(&g, vl(["h", &p, "", "gauge", ""], &v, 100, 10));
+            expected.push(format!("h/{p}/gauge"));
+        }
+        expected.sort();
+        assert_eq!(ids(&s), expected);
+        assert_eq!(ids(&s), expected, "the cached order");
+        s.update(&g, vl(["a", "new", "", "gauge", ""], &v, 100, 10));
+        expected.insert(0, "a/new/gauge".into());
+        assert_eq!(ids(&s), expected, "a new metric");
+        // a data set change replaces the entry: same name, new object
+        let two = [RawValue::derive(1), RawValue::derive(2)];
+        s.update(&one, vl(["h", "p150", "", "gauge", ""], &two, 110, 10));
+        assert_eq!(ids(&s), expected, "a replaced metric");
+        let snap = s.snapshot(&Filter::default(), true);
+        let e = snap
+            .entries
+            .iter()
+            .find(|e| e.name.plugin() == "p150")
+            .unwrap();
+        assert_eq!(snap.values(e), &two);
+    }
+
+    #[test]
     fn expiry_follows_timeout_times_interval() {
         let s = ValueStore::new(2, 10);
         let g = ds("gauge", &[("value", DsType::Gauge)]);
@@ -1021,10 +1115,10 @@ mod tests {
         let f = ["h", "p", "", "gauge", ""];
         let one = [RawValue::gauge(1.0)];
         let mut v = vl(f, &one, 100, 10);
-        v.meta = Some(vec![(
+        v.meta = Some(Arc::new(vec![(
             "k".into(),
             crate::model::MetaValue::String("v".into()),
-        )]);
+        )]));
         s.update(&g, v);
         let snap = s.get("h/p/gauge").unwrap();
         assert_eq!(snap.entries[0].meta.as_ref().unwrap()[0].0, "k");
