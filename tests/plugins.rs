@@ -125,13 +125,23 @@ fn assert_cadence(c: &Collectd, plugin: &str, interval: f64) {
             (times.len() >= 5).then_some(())
         },
     );
-    for w in times[1..].windows(2) {
-        let d = w[1] - w[0];
-        assert!(
-            (interval * 0.6..=interval * 1.6).contains(&d),
-            "{id}: values {d:.3} s apart, expected about {interval} s: {times:?}"
-        );
-    }
+    // No gap much shorter than the interval (a second registration, or a
+    // shorter interval, would make them so), and most gaps about the
+    // interval. One long gap is allowed: on a loaded machine a read can be
+    // late, and collectd then skips to the next tick rather than catch up.
+    let mut gaps: Vec<f64> = times[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    gaps.sort_by(f64::total_cmp);
+    assert!(
+        gaps[0] >= interval * 0.6,
+        "{id}: values {:.3} s apart, expected about {interval} s: {times:?}",
+        gaps[0]
+    );
+    // 5 times, the first left out: 3 gaps, all but the longest checked.
+    let second_longest = gaps[gaps.len() - 2];
+    assert!(
+        second_longest <= interval * 1.6,
+        "{id}: values {second_longest:.3} s apart, expected about {interval} s: {times:?}"
+    );
 }
 
 fn now() -> f64 {
