@@ -11,8 +11,13 @@
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
 //! `--part a|b|c|all` (default all). The report goes to stdout; progress
-//! lines go to stderr. The default run takes 1-2 minutes (most of it is
-//! waiting for collectd-tg to fill collectd, about 10-25 s per size).
+//! lines go to stderr. The default run takes about 3.5-4 minutes: Part A
+//! about 45 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
+//! to fill collectd, about 10-25 s per size, 4 s of single-value requests
+//! per size, then about 75 s for the write-path and ingest figures, which run
+//! once, at 10000 metrics, whatever `--sizes` says). On a loaded machine the
+//! fill of 100000 metrics takes longer (53 s at a load average of 5, as
+//! dropped datagrams leave metrics to the next interval): then over 4 minutes.
 //!
 //! # Part A: the store alone, in this process
 //!
@@ -52,11 +57,16 @@
 //! network, write_prometheus, unixsock and rest, with Interval 10 and
 //! Timeout 2. `collectd-tg -n N -i 10` (package collectd-utils) sends N
 //! value lists (1 gauge or derive each) over UDP, each once per 10 s, for
-//! the whole measurement. Once GET /v1/metrics lists N collectd-tg metrics
-//! and write_prometheus's /metrics has N collectd-tg samples, one warm-up
-//! round and then 7 rounds of these requests run, interleaved:
+//! the whole measurement (under `timeout`, like every collectd-tg here, so
+//! that none outlives a killed benchmark for long). Once GET /v1/metrics
+//! lists N collectd-tg metrics and write_prometheus's /metrics has N
+//! collectd-tg samples, one warm-up round and then 7 rounds of these
+//! requests run, interleaved:
 //!
 //! - ours: `GET /v1/values` and `GET /v1/metrics` (full, no filter);
+//! - ours: `GET /metrics` (our Prometheus text, on the rest port, no
+//!   credentials, as no auth is configured here - the same as every other
+//!   request of the benchmark), full;
 //! - peer: write_prometheus `GET /metrics` (full);
 //! - peer: unixsock `LISTVAL` (raw socket, status line and N lines).
 //!
@@ -68,8 +78,102 @@
 //! traffic measured in an idle 3 s window before; 10 ms clock ticks, so
 //! small values are noise); collectd's VmRSS before and after the fill;
 //! collectd's CPU seconds over the whole request window; and the ratios
-//! ours/peer of the medians: /v1/values vs /metrics, /v1/metrics vs LISTVAL
-//! (above 1 means ours is slower).
+//! ours/peer of the medians: our /metrics vs write_prometheus's /metrics
+//! (goal <= 0.5), /v1/values vs write_prometheus's /metrics, /v1/metrics vs
+//! LISTVAL (above 1 means ours is slower).
+//!
+//! Then, on the same collectd, **one value over one connection**: the first
+//! collectd-tg metric `GET /v1/metrics` lists (host/plugin/type-instance).
+//! `GET /v1/values/{host}/{plugin}/{type}` with that identifier on ONE
+//! HTTP/1.1 keep-alive connection (TCP_NODELAY; each answer read to the end
+//! of its body, by Content-Length or chunked, before the next request), and
+//! `GETVAL "identifier"` on ONE unixsock connection (status line and its
+//! value lines read before the next), 2 s each, in 8 slices of 0.25 s each,
+//! interleaved A-B-B-A-A-B-B-A... so that both see the same machine
+//! conditions (both connections stay open throughout). Reported:
+//! requests/s of each, ours/GETVAL (goal >= 1), and collectd's CPU µs per
+//! request (as above, background subtracted; it includes collectd's side
+//! only, not the client's).
+//!
+//! # Part B, write path (B-write): collectd CPU per value, one size
+//!
+//! Three collectds of their own (not tests/common's Setup, which always
+//! loads rest), each with logfile, unixsock and network (`ReportStats
+//! true`) and ONLY the writer under test: (1) baseline, no writer - a
+//! post-cache chain whose target is `stop`, so that values still go through
+//! collectd's cache but no write is attempted (with no writer loaded at
+//! all, collectd would log complaints many times a second); (2)
+//! write_prometheus; (3) rest. All with Interval 1, `Timeout 10000` (no
+//! metric expires during the figure), `CollectInternalStats true` and a
+//! write queue bounded at 1000000 values. After 2 s idle (each collectd's
+//! idle CPU rate, subtracted below), each gets its own `collectd-tg -n
+//! 10000 -H 100 -p 20 -i 0.25` (40000 values/s requested, in one burst of
+//! 10000 every 0.25 s; well below the ceiling of about 100000 values/s of
+//! the network plugin's one dispatch thread, see B-ingest), under
+//! `timeout`, on a UDP port of its own. The three are loaded AT THE SAME
+//! TIME, so that they share the machine's conditions (the machine is
+//! shared, and measured one after the other their figures drifted by more
+//! than the differences sought). Once each cache holds 99 % of the 10000
+//! metrics and 2.5 s have passed since collectd-tg started, 8 back-to-back
+//! chunks of 3 s: each collectd's utime+stime from /proc/PID/stat (clock
+//! ticks), the CPU time of its write threads alone (`writer#N`, from
+//! /proc/PID/task/TID/schedstat, in ns: they run collectd's cache update,
+//! the filter chains and every write callback, but not the network plugin's
+//! receive and dispatch threads, whose cost is the same with any writer and
+//! only adds noise), and the values it received, counted by collectd's own
+//! network plugin counter (`network/total_values-dispatch-accepted`, read
+//! with unixsock GETVAL as a rate over collectd's last 1 s; the mean of the
+//! readings made during the chunk, times the chunk; minus values the write
+//! queue dropped, `collectd-write_queue/derive-dropped`, none so far). Not
+//! the sender's rate: bursts of 10000 overflow the UDP socket buffer (208 KB
+//! by default; the network plugin does not set SO_RCVBUF), so the kernel
+//! drops part of the datagrams and collectd receives fewer values than sent
+//! (20000-30000 values/s, here). Reported per writer: values/s received,
+//! CPU %, idle %, drops/s, µs of CPU per value over the 24 s for the
+//! process and for the write threads, and the process's µs per value of each
+//! chunk (to show the noise). Then, for the process and for the write
+//! threads: µs per value of each writer, the marginal µs per value of
+//! write_prometheus and rest (minus the baseline; mean over the chunks ±
+//! its standard error), and (rest - baseline) / (write_prometheus -
+//! baseline), goal <= 0.5, from the whole window, ± its standard error
+//! propagated from the marginals'. The verdict says "inconclusive" when
+//! write_prometheus's marginal cost is not above twice its standard error,
+//! and notes when the ratio is within one standard error of 0.5.
+//!
+//! # Part B, ingest ceiling (B-ingest): one size
+//!
+//! The same kind of collectd without a writer (baseline) and with rest, a
+//! fresh one for each of 6 windows of 3 s, in the order B-R-R-B-B-R (so
+//! that a drift of the machine's load weighs on both alike).
+//! `collectd-tg -n 10000 -H 100 -p 20 -i 0.001` asks for 10 million values/s,
+//! i.e. it sends as fast as it can (most of a CPU; its CPU % is reported).
+//! collectd's network plugin queues what its receive thread reads faster than
+//! its one dispatch thread can hand over, so that queue (reported, in
+//! packets, at the start and end of the window) grows and collectd's memory
+//! with it (hundreds of MB; each collectd is killed after its window). After
+//! the cache holds the metrics and 2.5 s, the window measures values/s
+//! processed = the dispatch-accepted rate minus the write-queue drop rate
+//! (both collectd's own counters, as in B-write), collectd's CPU % and the
+//! values processed per CPU second of collectd. With collectd-tg flat out on
+//! 2 CPUs the machine is saturated, so the ceiling is also a matter of how
+//! much CPU collectd gets. Reported per window, then the means (with their
+//! ranges), rest/baseline of the means (goal >= 0.95, i.e. within 5 %), and
+//! the mean ± standard error of rest/baseline over the 3 pairs of
+//! neighbouring windows (the verdict notes when the goal is within one
+//! standard error). A window whose receive queue did not grow is flagged:
+//! there collectd kept up with collectd-tg, so it did not measure a
+//! ceiling.
+//!
+//! # Part B, summary
+//!
+//! One row per figure (our /metrics, write_prometheus /metrics, their
+//! ratio; /v1/values and its ratio; /v1/metrics, LISTVAL and their ratio;
+//! the single-value requests/s and CPU µs/req of both and their ratio), one
+//! column per size, and the growth per 10x metrics ((last/first)^(1/decades)
+//! of the sizes run; 10 means linear in N). Then the B-write and B-ingest
+//! results (10000 metrics only) and the machine's load average. The machine
+//! is shared: compare the load averages printed at the start and end of
+//! Part B, B-write and B-ingest before trusting small differences.
 //!
 //! Part B panics with the reason if collectd, collectd-tg or
 //! write_prometheus.so is missing, or if the fill does not complete.
@@ -923,11 +1027,54 @@ fn free_udp_port() -> u16 {
     }
 }
 
-/// collectd-tg, killed when dropped.
+/// collectd-tg, run under `timeout` so that it cannot outlive a benchmark
+/// that dies (collectd-tg has no count limit); stopped with SIGTERM, which
+/// timeout passes on to it, when dropped.
 struct LoadGen(Child);
+
+impl LoadGen {
+    /// `collectd-tg args` for at most `secs`, its stderr into `stderr`.
+    fn start(args: &[String], secs: u64, stderr: &Path) -> LoadGen {
+        let child = Command::new("timeout")
+            .arg(secs.to_string())
+            .arg(COLLECTD_TG)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(stderr)
+                    .unwrap_or_else(|e| panic!("create {}: {e}", stderr.display())),
+            ))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start timeout {COLLECTD_TG}: {e}"));
+        LoadGen(child)
+    }
+
+    /// collectd-tg's own pid (timeout's child), once it runs.
+    fn tg_pid(&self) -> Option<u32> {
+        let p = self.0.id();
+        std::fs::read_to_string(format!("/proc/{p}/task/{p}/children"))
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+}
 
 impl Drop for LoadGen {
     fn drop(&mut self) {
+        // SAFETY: kill only sends a signal, to our own child.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if !matches!(self.0.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -945,12 +1092,16 @@ fn clk_tck() -> f64 {
 
 /// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .unwrap_or_else(|e| panic!("read /proc/{pid}/stat: {e}"));
-    let after = &stat[stat.rfind(')').expect("comm in stat") + 2..];
+    try_cpu_ticks(pid).unwrap_or_else(|| panic!("no CPU times in /proc/{pid}/stat"))
+}
+
+/// utime + stime of `pid` in clock ticks, if it still runs.
+fn try_cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.get(stat.rfind(')')? + 2..)?;
     let f: Vec<&str> = after.split_whitespace().collect();
     // after ") ": field 3 (state) is f[0], so utime (14) is f[11], stime f[12].
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 /// GET `path`, timed from connect to the last byte; parsed afterwards.
@@ -997,6 +1148,166 @@ fn timed_listval(sock: &Path) -> (Duration, usize, usize) {
         bytes += k;
     }
     (t0.elapsed(), bytes, n as usize)
+}
+
+/// One HTTP/1.1 keep-alive connection (TCP_NODELAY) that sends the same GET
+/// again and again and reads each answer completely (status line, headers,
+/// then the body by Content-Length or chunked) before the next.
+struct KeepAlive {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+    req: Vec<u8>,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn new(port: u16, path: &str) -> KeepAlive {
+        let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        s.set_nodelay(true).expect("TCP_NODELAY");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        KeepAlive {
+            w: s.try_clone().expect("clone socket"),
+            r: BufReader::with_capacity(1 << 16, s),
+            req: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes(),
+            line: String::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// One request; the status code, the body in `self.body`.
+    fn get(&mut self) -> u16 {
+        self.w.write_all(&self.req).expect("send keep-alive GET");
+        self.line.clear();
+        self.r.read_line(&mut self.line).expect("read status line");
+        let status: u16 = self
+            .line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {:?}", self.line));
+        let (mut length, mut chunked, mut close) = (None, false, false);
+        loop {
+            self.line.clear();
+            self.r.read_line(&mut self.line).expect("read header");
+            let h = self.line.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                let (k, v) = (k.trim(), v.trim());
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.parse::<usize>().ok();
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.to_ascii_lowercase().contains("chunked");
+                } else if k.eq_ignore_ascii_case("connection") {
+                    close = v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        assert!(!close, "the server closes the keep-alive connection");
+        self.body.clear();
+        if chunked {
+            loop {
+                self.line.clear();
+                self.r.read_line(&mut self.line).expect("read chunk size");
+                let size = usize::from_str_radix(
+                    self.line.trim_end().split(';').next().unwrap_or("").trim(),
+                    16,
+                )
+                .unwrap_or_else(|_| panic!("bad chunk size {:?}", self.line));
+                let at = self.body.len();
+                self.body.resize(at + size + 2, 0);
+                self.r.read_exact(&mut self.body[at..]).expect("read chunk");
+                self.body.truncate(at + size);
+                if size == 0 {
+                    break;
+                }
+            }
+        } else {
+            let n = length.expect("a response with neither Content-Length nor chunked");
+            self.body.resize(n, 0);
+            self.r.read_exact(&mut self.body).expect("read body");
+        }
+        status
+    }
+}
+
+/// One unixsock connection that sends the same command again and again and
+/// reads each answer completely (status line and the lines it announces).
+struct UnixSession {
+    r: BufReader<UnixStream>,
+    w: UnixStream,
+    cmd: Vec<u8>,
+    line: Vec<u8>,
+}
+
+impl UnixSession {
+    fn new(sock: &Path, command: &str) -> UnixSession {
+        let s = UnixStream::connect(sock)
+            .unwrap_or_else(|e| panic!("connect unixsock {}: {e}", sock.display()));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        UnixSession {
+            w: s.try_clone().expect("clone socket"),
+            r: BufReader::with_capacity(1 << 16, s),
+            cmd: format!("{command}\n").into_bytes(),
+            line: Vec::with_capacity(256),
+        }
+    }
+
+    /// One command; the status (the number of lines that followed, or the
+    /// negative error code), the last line read in `self.line`.
+    fn run(&mut self) -> i64 {
+        self.w.write_all(&self.cmd).expect("send unixsock command");
+        self.line.clear();
+        self.r
+            .read_until(b'\n', &mut self.line)
+            .expect("read unixsock status");
+        let n: i64 = std::str::from_utf8(&self.line)
+            .ok()
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1);
+        for _ in 0..n.max(0) {
+            self.line.clear();
+            self.r
+                .read_until(b'\n', &mut self.line)
+                .expect("read unixsock line");
+        }
+        n
+    }
+}
+
+/// Requests made back to back on one connection, over one or more slices
+/// of time: how many, in how long, and collectd's CPU ticks meanwhile.
+#[derive(Default)]
+struct Rate {
+    count: u64,
+    secs: f64,
+    ticks: u64,
+}
+
+impl Rate {
+    /// Runs `one` (one request, answer read) again and again for `dur`.
+    fn run(&mut self, pid: u32, dur: Duration, mut one: impl FnMut()) {
+        let k0 = cpu_ticks(pid);
+        let t0 = Instant::now();
+        while t0.elapsed() < dur {
+            one();
+            self.count += 1;
+        }
+        self.secs += t0.elapsed().as_secs_f64();
+        self.ticks += cpu_ticks(pid) - k0;
+    }
+
+    /// Requests/s, collectd CPU µs per request (the background rate `bg`
+    /// of CPU seconds per second subtracted) and the number of requests.
+    fn result(&self, bg: f64) -> (f64, f64, u64) {
+        let cpu = (self.ticks as f64 / clk_tck() - bg * self.secs).max(0.0);
+        let n = self.count.max(1) as f64;
+        (self.count as f64 / self.secs, cpu / n * 1e6, self.count)
+    }
 }
 
 fn is_tg(host: &str, plugin: &str) -> bool {
@@ -1053,13 +1364,15 @@ fn count_prom(body: &[u8]) -> usize {
 enum Ep {
     Values,
     Metrics,
+    OurProm,
     Prom,
     Listval,
 }
 
-const EPS: [(Ep, &str); 4] = [
+const EPS: [(Ep, &str); 5] = [
     (Ep::Values, "ours  GET /v1/values"),
     (Ep::Metrics, "ours  GET /v1/metrics"),
+    (Ep::OurProm, "ours  GET /metrics (Prometheus text)"),
     (Ep::Prom, "peer  write_prometheus GET /metrics"),
     (Ep::Listval, "peer  unixsock LISTVAL"),
 ];
@@ -1073,13 +1386,27 @@ struct EpResult {
     wall: f64,
 }
 
+/// Part B's figures for one size N.
 struct SizeResult {
     n: usize,
-    values: (f64, f64),
-    metrics: (f64, f64),
-    prom: (f64, f64),
-    listval: (f64, f64),
+    /// (min, median) ms of each of EPS, in that order.
+    ms: [(f64, f64); 5],
+    /// Single value on one connection: requests/s and collectd CPU µs per
+    /// request, ours (keep-alive HTTP) and unixsock GETVAL.
+    single: (f64, f64),
+    single_cpu: (f64, f64),
 }
+
+impl SizeResult {
+    fn med(&self, ep: Ep) -> f64 {
+        self.ms[EPS.iter().position(|(e, _)| *e == ep).expect("endpoint")].1
+    }
+}
+
+/// Seconds each side of the single-value comparison runs.
+const SINGLE: Duration = Duration::from_secs(2);
+/// ... in this many slices, interleaved with the other side's.
+const SINGLE_SLICES: usize = 8;
 
 fn part_b(sizes: &[usize]) {
     require_part_b_tools();
@@ -1091,28 +1418,140 @@ fn part_b(sizes: &[usize]) {
         "  load: collectd-tg -i 10 over UDP to the network plugin; Interval 10, Timeout 2; \
          {RUNS} runs per request after 1 warm-up, interleaved"
     );
+    println!("  machine load at the start: {}", load_avg());
     let mut results = Vec::new();
     for &n in sizes {
         results.push(run_size(n));
     }
+    let write = write_path();
+    let ingest = ingest_ceiling();
+    summary(&results, &write, &ingest);
+}
+
+/// /proc/loadavg's three load averages.
+fn load_avg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// The final table: every per-size figure of Part B across the sizes, with
+/// its growth per 10x metrics (10 = linear in N), then the write-path and
+/// ingest figures (one size).
+fn summary(results: &[SizeResult], write: &WriteResult, ingest: &IngestResult) {
     println!();
-    println!("Summary (median ms; ratio = ours / peer, above 1 = ours slower)");
-    println!(
-        "  {:>8}  {:>10} {:>10} {:>7}   {:>11} {:>9} {:>7}",
-        "N", "/v1/values", "/metrics", "ratio", "/v1/metrics", "LISTVAL", "ratio"
-    );
-    for r in &results {
+    println!("Summary (medians; ratio = ours / peer; growth = factor per 10x N, 10 = linear)");
+    let mut head = format!("  {:<44}", "figure");
+    for r in results {
+        head.push_str(&format!(" {:>10}", format!("N={}", r.n)));
+    }
+    head.push_str(&format!(" {:>8}", "growth"));
+    println!("{head}");
+    type Row<'a> = (&'a str, Box<dyn Fn(&SizeResult) -> f64>, bool);
+    let rows: Vec<Row> = vec![
+        (
+            "ms  ours GET /metrics",
+            Box::new(|r| r.med(Ep::OurProm)),
+            true,
+        ),
+        (
+            "ms  write_prometheus GET /metrics",
+            Box::new(|r| r.med(Ep::Prom)),
+            true,
+        ),
+        (
+            "    ratio (goal <= 0.5)",
+            Box::new(|r| r.med(Ep::OurProm) / r.med(Ep::Prom)),
+            false,
+        ),
+        (
+            "ms  ours GET /v1/values",
+            Box::new(|r| r.med(Ep::Values)),
+            true,
+        ),
+        (
+            "    ratio vs write_prometheus /metrics",
+            Box::new(|r| r.med(Ep::Values) / r.med(Ep::Prom)),
+            false,
+        ),
+        (
+            "ms  ours GET /v1/metrics",
+            Box::new(|r| r.med(Ep::Metrics)),
+            true,
+        ),
+        (
+            "ms  unixsock LISTVAL",
+            Box::new(|r| r.med(Ep::Listval)),
+            true,
+        ),
+        (
+            "    ratio",
+            Box::new(|r| r.med(Ep::Metrics) / r.med(Ep::Listval)),
+            false,
+        ),
+        (
+            "req/s ours keep-alive GET /v1/values/{id}",
+            Box::new(|r| r.single.0),
+            true,
+        ),
+        ("req/s unixsock GETVAL", Box::new(|r| r.single.1), true),
+        (
+            "    ratio (goal >= 1)",
+            Box::new(|r| r.single.0 / r.single.1),
+            false,
+        ),
+        (
+            "CPU µs/req ours keep-alive GET one value",
+            Box::new(|r| r.single_cpu.0),
+            true,
+        ),
+        (
+            "CPU µs/req unixsock GETVAL",
+            Box::new(|r| r.single_cpu.1),
+            true,
+        ),
+    ];
+    let (first, last) = match (results.first(), results.last()) {
+        (Some(f), Some(l)) => (f, l),
+        _ => return,
+    };
+    let decades = (last.n as f64 / first.n as f64).log10();
+    for (label, f, growth) in &rows {
+        let mut line = format!("  {label:<44}");
+        for r in results {
+            let v = f(r);
+            line.push_str(&if v >= 1000.0 {
+                format!(" {v:>10.0}")
+            } else {
+                format!(" {v:>10.2}")
+            });
+        }
+        if *growth && decades > 0.0 {
+            let g = (f(last) / f(first)).powf(1.0 / decades);
+            line.push_str(&format!(" {g:>8.2}"));
+        }
+        println!("{line}");
+    }
+    for (label, m) in [
+        ("process", &write.process),
+        ("write threads", &write.write_threads),
+    ] {
         println!(
-            "  {:>8}  {:>10.2} {:>10.2} {:>7.2}   {:>11.2} {:>9.2} {:>7.2}",
-            r.n,
-            r.values.1,
-            r.prom.1,
-            r.values.1 / r.prom.1,
-            r.metrics.1,
-            r.listval.1,
-            r.metrics.1 / r.listval.1
+            "  write path at N={WRITE_N}, collectd CPU, {label}: {}",
+            m.line()
         );
     }
+    println!(
+        "  ingest ceiling at N={WRITE_N} (collectd-tg flat out): {:.0} values/s without rest, \
+         {:.0} with rest: {:.3}x, pairs {:.3} ± {:.3} (goal within 5 %: {})",
+        ingest.base,
+        ingest.rest,
+        ingest.rest / ingest.base,
+        ingest.pairs.0,
+        ingest.pairs.1,
+        ingest.verdict()
+    );
+    println!("  machine load at the end: {}", load_avg());
 }
 
 fn run_size(n: usize) -> SizeResult {
@@ -1158,17 +1597,7 @@ fn run_size(n: usize) -> SizeResult {
     let tg_cmd = format!("collectd-tg {}", tg_args.join(" "));
     progress(&format!("B: N={n}: {tg_cmd}"));
     let tg_err = c.dir.join("collectd-tg.stderr");
-    let _tg = LoadGen(
-        Command::new(COLLECTD_TG)
-            .args(&tg_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&tg_err).expect("create collectd-tg.stderr"),
-            ))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {COLLECTD_TG}: {e}")),
-    );
+    let _tg = LoadGen::start(&tg_args, 900, &tg_err);
 
     // Fill: poll until both our API and write_prometheus hold N metrics.
     // First the cheap /v1/health, until N values have arrived at all.
@@ -1239,6 +1668,8 @@ fn run_size(n: usize) -> SizeResult {
     progress(&format!("B: N={n}: requests"));
     let sock = c.socket();
     let mut res: Vec<EpResult> = EPS.iter().map(|_| EpResult::default()).collect();
+    // A collectd-tg metric for the single-value figures (from /v1/metrics).
+    let mut one_id = String::new();
     let w0 = Instant::now();
     let c0 = cpu_ticks(pid);
     for run in 0..=RUNS {
@@ -1258,11 +1689,26 @@ fn run_size(n: usize) -> SizeResult {
                 Ep::Metrics => {
                     let (dt, r) = timed_get(c.port, "/v1/metrics", cap);
                     let items = if run == 0 {
-                        r.json()["metrics"].as_array().map_or(0, |a| a.len())
+                        let j = r.json();
+                        let list = j["metrics"].as_array().cloned().unwrap_or_default();
+                        one_id = list
+                            .iter()
+                            .filter_map(|m| m["identifier"].as_str())
+                            .find(|id| {
+                                let mut p = id.split('/');
+                                is_tg(p.next().unwrap_or(""), p.next().unwrap_or(""))
+                            })
+                            .unwrap_or_default()
+                            .to_string();
+                        list.len()
                     } else {
                         res[k].items
                     };
                     (dt, r.body.len(), items)
+                }
+                Ep::OurProm => {
+                    let (dt, r) = timed_get(c.port, "/metrics", cap);
+                    (dt, r.body.len(), count_prom(&r.body))
                 }
                 Ep::Prom => {
                     let (dt, r) = timed_get(prom, "/metrics", cap);
@@ -1287,6 +1733,58 @@ fn run_size(n: usize) -> SizeResult {
         panic!("collectd exited during the requests:\n{}", c.all_output());
     }
 
+    // One value, asked for again and again on one connection: ours over
+    // HTTP/1.1 keep-alive, collectd's unixsock GETVAL.
+    assert!(
+        !one_id.is_empty(),
+        "no collectd-tg metric in GET /v1/metrics"
+    );
+    progress(&format!("B: N={n}: single value {one_id}"));
+    let path = format!("/v1/values/{one_id}");
+    let mut http = KeepAlive::new(c.port, &path);
+    assert_eq!(
+        http.get(),
+        200,
+        "GET {path}: {}",
+        String::from_utf8_lossy(&http.body)
+    );
+    let first: serde_json::Value = serde_json::from_slice(&http.body).expect("JSON value list");
+    assert!(
+        first["values"].as_array().is_some_and(|v| !v.is_empty()),
+        "GET {path}: no values in {first}"
+    );
+    let one_bytes = http.body.len();
+    let mut us = UnixSession::new(&sock, &format!("GETVAL \"{one_id}\""));
+    assert!(
+        us.run() >= 1,
+        "GETVAL {one_id}: {}",
+        String::from_utf8_lossy(&us.line)
+    );
+    let getval_line = String::from_utf8_lossy(&us.line).trim_end().to_string();
+    // Slices of each, interleaved A-B-B-A..., so that both see the same
+    // machine conditions; both connections stay open throughout.
+    let (mut http_rate, mut getval_rate) = (Rate::default(), Rate::default());
+    let slice = SINGLE / SINGLE_SLICES as u32;
+    for i in 0..SINGLE_SLICES * 2 {
+        if (i % 4 == 0) || (i % 4 == 3) {
+            http_rate.run(pid, slice, || {
+                let status = http.get();
+                if status != 200 {
+                    panic!("GET {path}: {status}");
+                }
+            });
+        } else {
+            getval_rate.run(pid, slice, || {
+                if us.run() < 1 {
+                    panic!("GETVAL {one_id}: {}", String::from_utf8_lossy(&us.line));
+                }
+            });
+        }
+    }
+    drop((http, us));
+    let (ours_rps, ours_cpu, ours_n) = http_rate.result(bg_rate);
+    let (getval_rps, getval_cpu, getval_n) = getval_rate.result(bg_rate);
+
     println!();
     println!("== N = {n}: {tg_cmd} ==");
     println!(
@@ -1305,7 +1803,7 @@ fn run_size(n: usize) -> SizeResult {
         "  {:<36} {:>9} {:>9} {:>12} {:>8} {:>13}",
         "request", "min ms", "median ms", "bytes", "items", "CPU ms/req"
     );
-    let mut medians = [(0.0, 0.0); 4];
+    let mut medians = [(0.0, 0.0); 5];
     for (k, (_, label)) in EPS.iter().enumerate() {
         let e = &mut res[k];
         let (min, med) = min_median(&mut e.ms);
@@ -1330,22 +1828,725 @@ fn run_size(n: usize) -> SizeResult {
         )
     };
     println!(
+        "  ours GET /metrics vs write_prometheus /metrics: {} (goal <= 0.5x) ; {} vs {} bytes",
+        ratio(medians[2].1, medians[3].1),
+        res[2].bytes,
+        res[3].bytes
+    );
+    println!(
         "  ours GET /v1/values vs write_prometheus /metrics: {} ; {} vs {} bytes",
-        ratio(medians[0].1, medians[2].1),
+        ratio(medians[0].1, medians[3].1),
         res[0].bytes,
-        res[2].bytes
+        res[3].bytes
     );
     println!(
         "  ours GET /v1/metrics vs unixsock LISTVAL: {} ; {} vs {} bytes",
-        ratio(medians[1].1, medians[3].1),
+        ratio(medians[1].1, medians[4].1),
         res[1].bytes,
-        res[3].bytes
+        res[4].bytes
+    );
+    println!(
+        "  single value {one_id}, one connection each, {:.0} s each in {SINGLE_SLICES} \
+         interleaved slices:",
+        SINGLE.as_secs_f64()
+    );
+    println!(
+        "    ours  keep-alive GET {path}: {ours_rps:>8.0} req/s ({ours_n} requests, \
+         {one_bytes} body bytes), collectd CPU {ours_cpu:.1} µs/req"
+    );
+    println!(
+        "    peer  unixsock GETVAL:{:>w$} {getval_rps:>8.0} req/s ({getval_n} requests, \
+         answer {getval_line:?}), collectd CPU {getval_cpu:.1} µs/req",
+        "",
+        w = path.len().saturating_sub(6)
+    );
+    println!(
+        "    ours / GETVAL: {:.2}x the request rate (goal >= 1)",
+        ours_rps / getval_rps
     );
     SizeResult {
         n,
-        values: medians[0],
-        metrics: medians[1],
-        prom: medians[2],
-        listval: medians[3],
+        ms: medians,
+        single: (ours_rps, getval_rps),
+        single_cpu: (ours_cpu, getval_cpu),
     }
+}
+
+// ------------------------------------------- Part B: write path, ingest --
+
+/// Metrics collectd-tg sends in the write-path and ingest figures (one size
+/// only: each figure needs collectds of its own).
+const WRITE_N: usize = 10_000;
+/// Hosts among them (as run_size picks for 10000).
+const WRITE_HOSTS: usize = 100;
+/// collectd-tg's interval in the write-path figure: 10000 value lists every
+/// 0.25 s, 40000 values/s requested, well below the ingest ceiling.
+const WRITE_INTERVAL: &str = "0.25";
+/// collectd-tg's interval in the ingest figure: 10 million values/s
+/// requested, i.e. as fast as collectd-tg can send.
+const FLAT_INTERVAL: &str = "0.001";
+/// The write-path window: WRITE_CHUNKS back-to-back chunks of WRITE_CHUNK.
+const WRITE_CHUNK: Duration = Duration::from_secs(3);
+const WRITE_CHUNKS: usize = 8;
+/// Idle time of the write-path collectds before the load.
+const WRITE_IDLE: Duration = Duration::from_secs(2);
+const INGEST_WINDOW: Duration = Duration::from_secs(3);
+/// The ingest windows, each on a fresh collectd: baseline (no writer) and
+/// rest, balanced (B-R-R-B-B-R) against a drift of the machine's load.
+const INGEST_ORDER: [Writer; 6] = [
+    Writer::None,
+    Writer::Rest,
+    Writer::Rest,
+    Writer::None,
+    Writer::None,
+    Writer::Rest,
+];
+/// From the start of collectd-tg to the start of a window: collectd-tg
+/// sends its first values 1 s after it starts, and the network plugin's
+/// counters are rates over the last 1 s.
+const WARM_UP: Duration = Duration::from_millis(2500);
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Writer {
+    None,
+    Prom,
+    Rest,
+}
+
+impl Writer {
+    fn name(self) -> &'static str {
+        match self {
+            Writer::None => "baseline (no writer)",
+            Writer::Prom => "write_prometheus",
+            Writer::Rest => "rest",
+        }
+    }
+}
+
+/// A collectd for the write-path and ingest figures: network (with
+/// ReportStats), unixsock, logfile and at most one writer; Interval 1 (the
+/// network plugin's and collectd's own counters every second), Timeout
+/// 10000 (no metric expires between windows, so a later window creates none),
+/// CollectInternalStats and a write queue bounded at 1000000 values.
+struct Lab {
+    c: Collectd,
+    udp: u16,
+    writer: Writer,
+}
+
+fn start_lab(writer: Writer) -> Lab {
+    let dir = common::temp_dir("bench-write");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).expect("create plugin dir");
+    let mut load = vec!["logfile", "unixsock", "network"];
+    if writer == Writer::Prom {
+        load.push("write_prometheus");
+    }
+    for p in &load {
+        let src = Path::new(common::SYSTEM_PLUGIN_DIR).join(format!("{p}.so"));
+        std::fs::copy(&src, plugins.join(format!("{p}.so")))
+            .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+    }
+    if writer == Writer::Rest {
+        std::fs::copy(common::plugin_so(), plugins.join("rest.so")).expect("copy rest.so");
+    }
+    let udp = free_udp_port();
+    let port = common::free_port();
+    let d = dir.display();
+    let mut conf = format!(
+        "Hostname \"{host}\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
+         PluginDir \"{d}/plugins\"\nTypesDB \"{types}\"\nInterval 1\nTimeout 10000\n\
+         CollectInternalStats true\nWriteQueueLimitHigh 1000000\nWriteQueueLimitLow 1000000\n\
+         LoadPlugin logfile\n<Plugin logfile>\n  LogLevel info\n  File \"{d}/collectd.log\"\n  \
+         PrintSeverity true\n</Plugin>\n\
+         LoadPlugin unixsock\n<Plugin unixsock>\n  SocketFile \"{d}/sock\"\n</Plugin>\n\
+         LoadPlugin network\n<Plugin network>\n  Listen \"127.0.0.1\" \"{udp}\"\n  \
+         ReportStats true\n</Plugin>\n",
+        host = common::HOSTNAME,
+        types = common::TYPES_DB,
+    );
+    conf.push_str(&match writer {
+        // No writer at all would make collectd complain about every value;
+        // a post-cache chain that stops instead keeps the cache update and
+        // skips only the writing.
+        Writer::None => "PostCacheChain \"PostCache\"\n<Chain \"PostCache\">\n  Target \"stop\"\n\
+                         </Chain>\n"
+            .to_string(),
+        Writer::Prom => format!(
+            "LoadPlugin write_prometheus\n<Plugin write_prometheus>\n  Host \"127.0.0.1\"\n  \
+             Port \"{port}\"\n</Plugin>\n"
+        ),
+        Writer::Rest => format!(
+            "LoadPlugin rest\n<Plugin rest>\n  Listen \"127.0.0.1\" \"{port}\"\n</Plugin>\n"
+        ),
+    });
+    let path = dir.join("collectd.conf");
+    std::fs::write(&path, conf).expect("write collectd.conf");
+    let c = Collectd::launch(Setup::default(), port, dir, &path);
+    let sock = c.socket();
+    common::wait_for(
+        &format!("collectd ({}) to report network stats", writer.name()),
+        Duration::from_secs(20),
+        || {
+            if c.exited() {
+                panic!("collectd ({}) exited:\n{}", writer.name(), c.all_output());
+            }
+            getval(&sock, "network/total_values-dispatch-accepted")
+        },
+    );
+    let http = match writer {
+        Writer::Rest => Some("/v1/health"),
+        Writer::Prom => Some("/metrics"),
+        Writer::None => None,
+    };
+    if let Some(path) = http {
+        common::wait_for(
+            &format!("{} to answer {path}", writer.name()),
+            Duration::from_secs(20),
+            || {
+                common::try_request(port, "GET", path, &[], b"")
+                    .ok()
+                    .filter(|r| r.status == 200)
+            },
+        );
+    }
+    Lab { c, udp, writer }
+}
+
+/// The first value GETVAL "testhost/`id`" answers (counters and derives as
+/// rates per second), if collectd has the metric.
+fn getval(sock: &Path, id: &str) -> Option<f64> {
+    let s = UnixStream::connect(sock).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    (&s).write_all(format!("GETVAL \"{}/{id}\"\n", common::HOSTNAME).as_bytes())
+        .ok()?;
+    let mut r = BufReader::new(&s);
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let n: i64 = line.split_whitespace().next()?.parse().ok()?;
+    if n < 1 {
+        return None;
+    }
+    line.clear();
+    r.read_line(&mut line).ok()?;
+    line.trim_end().split_once('=')?.1.parse().ok()
+}
+
+fn tg_args(udp: u16, interval: &str) -> Vec<String> {
+    [
+        "-n",
+        &WRITE_N.to_string(),
+        "-H",
+        &WRITE_HOSTS.to_string(),
+        "-p",
+        "20",
+        "-i",
+        interval,
+        "-d",
+        "127.0.0.1",
+        "-D",
+        &udp.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// One measuring window on a loaded lab collectd.
+struct Window {
+    secs: f64,
+    /// collectd's CPU seconds (utime + stime) in the window.
+    cpu: f64,
+    /// The CPU seconds of collectd's write threads (`writer#N`) alone (from
+    /// schedstat), which run the cache, the filter chains and every write
+    /// callback.
+    write_cpu: f64,
+    /// collectd-tg's CPU seconds, if known.
+    tg_cpu: Option<f64>,
+    /// Mean of the network plugin's dispatch-accepted rate (values/s), over
+    /// the readings collectd made during the window.
+    accepted: f64,
+    /// Mean rate of values collectd's write queue dropped, same readings.
+    dropped: f64,
+    /// The network plugin's receive queue (packets) at the start and end.
+    backlog: (f64, f64),
+}
+
+impl Window {
+    fn processed(&self) -> f64 {
+        self.accepted - self.dropped
+    }
+
+    /// Values processed in the window.
+    fn values(&self) -> f64 {
+        self.processed() * self.secs
+    }
+}
+
+/// CPU time in ns of the threads of `pid` named `writer#N` (collectd's
+/// write threads), from /proc/PID/task/TID/schedstat (ns, where utime and
+/// stime come in 10 ms ticks per thread).
+fn write_thread_ns(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| t.ok())
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with("writer#"))
+        })
+        .filter_map(|t| {
+            std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Measures the loaded `labs` (with their collectd-tg pids) for `dur`, all
+/// in the same window: collectd's CPU ticks around it, and the network
+/// plugin's dispatch-accepted rate and collectd's write-queue drop rate as
+/// GETVAL answers them (each a rate over collectd's last 1 s interval).
+/// Only readings that change during the window count, so each covers a
+/// second that ended inside it.
+fn measure(labs: &[(&Lab, Option<u32>)], dur: Duration) -> Vec<Window> {
+    let tck = clk_tck();
+    let accepted_id = "network/total_values-dispatch-accepted";
+    let dropped_id = "collectd-write_queue/derive-dropped";
+    struct State {
+        backlog0: f64,
+        last: Option<f64>,
+        k0: u64,
+        w0: u64,
+        g0: Option<u64>,
+        acc: Vec<f64>,
+        dropped: Vec<f64>,
+    }
+    let mut st: Vec<State> = labs
+        .iter()
+        .map(|(lab, tg)| {
+            let sock = lab.c.socket();
+            State {
+                backlog0: getval(&sock, "network/queue_length").unwrap_or(f64::NAN),
+                last: getval(&sock, accepted_id),
+                k0: cpu_ticks(lab.c.pid()),
+                w0: write_thread_ns(lab.c.pid()),
+                g0: tg.and_then(try_cpu_ticks),
+                acc: Vec::new(),
+                dropped: Vec::new(),
+            }
+        })
+        .collect();
+    let t0 = Instant::now();
+    while t0.elapsed() < dur {
+        std::thread::sleep(Duration::from_millis(200));
+        for ((lab, _), s) in labs.iter().zip(st.iter_mut()) {
+            let sock = lab.c.socket();
+            let a = getval(&sock, accepted_id);
+            if a.is_some() && a != s.last {
+                s.acc.push(a.unwrap_or(0.0));
+                s.dropped.push(getval(&sock, dropped_id).unwrap_or(0.0));
+                s.last = a;
+            }
+        }
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    labs.iter()
+        .zip(st)
+        .map(|((lab, tg), s)| {
+            let pid = lab.c.pid();
+            let cpu = (cpu_ticks(pid) - s.k0) as f64 / tck;
+            let write_cpu = write_thread_ns(pid).saturating_sub(s.w0) as f64 / 1e9;
+            if lab.c.exited() {
+                panic!(
+                    "collectd ({}) exited while measured:\n{}",
+                    lab.writer.name(),
+                    lab.c.all_output()
+                );
+            }
+            assert!(
+                !s.acc.is_empty(),
+                "collectd ({}) reported no network counters in {secs:.1} s",
+                lab.writer.name()
+            );
+            let tg_cpu = match (s.g0, tg.and_then(try_cpu_ticks)) {
+                (Some(a), Some(b)) => Some((b - a) as f64 / tck),
+                _ => None,
+            };
+            Window {
+                secs,
+                cpu,
+                write_cpu,
+                tg_cpu,
+                accepted: mean(&s.acc),
+                dropped: mean(&s.dropped),
+                backlog: (
+                    s.backlog0,
+                    getval(&lab.c.socket(), "network/queue_length").unwrap_or(f64::NAN),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// Starts collectd-tg at `interval` against `lab`.
+fn start_tg(lab: &Lab, interval: &str) -> LoadGen {
+    LoadGen::start(
+        &tg_args(lab.udp, interval),
+        120,
+        &lab.c.dir.join("collectd-tg.stderr"),
+    )
+}
+
+/// Waits until the cache of each of `labs` holds (nearly) all WRITE_N
+/// metrics and WARM_UP has passed since `t0` (when collectd-tg started).
+fn warm_up(labs: &[&Lab], t0: Instant, what: &str) {
+    for lab in labs {
+        let sock = lab.c.socket();
+        // collectd-tg draws type instances at random: a rare duplicate
+        // identifier leaves fewer than WRITE_N distinct metrics.
+        common::wait_for(
+            &format!(
+                "{what}: collectd ({}) to hold {WRITE_N} metrics",
+                lab.writer.name()
+            ),
+            Duration::from_secs(60),
+            || getval(&sock, "collectd-cache/cache_size").filter(|n| *n >= WRITE_N as f64 * 0.99),
+        );
+    }
+    if let Some(rest) = WARM_UP.checked_sub(t0.elapsed()) {
+        std::thread::sleep(rest);
+    }
+}
+
+/// One way of counting the write path's CPU: µs per value of the
+/// baseline, write_prometheus and rest over the whole window, and the
+/// marginal costs (minus the baseline) with their standard errors from the
+/// chunks.
+struct Marginal {
+    per_value: [f64; 3],
+    /// write_prometheus - baseline: (mean over the chunks, standard error).
+    prom: (f64, f64),
+    /// rest - baseline: (mean over the chunks, standard error).
+    rest: (f64, f64),
+}
+
+impl Marginal {
+    /// `chunks[c][k]`: µs per value of writer k in chunk c.
+    fn new(per_value: [f64; 3], chunks: &[[f64; 3]]) -> Marginal {
+        let stat = |f: &dyn Fn(&[f64; 3]) -> f64| {
+            let v: Vec<f64> = chunks.iter().map(f).collect();
+            let n = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+            (mean, (var / n).sqrt())
+        };
+        Marginal {
+            per_value,
+            prom: stat(&|c| c[1] - c[0]),
+            rest: stat(&|c| c[2] - c[0]),
+        }
+    }
+
+    /// (rest - baseline) / (write_prometheus - baseline), over the window.
+    fn ratio(&self) -> f64 {
+        let v = &self.per_value;
+        (v[2] - v[0]) / (v[1] - v[0])
+    }
+
+    /// The ratio's standard error, propagated from the marginals' (r = b/a:
+    /// sigma_r^2 = (sigma_b/a)^2 + (b sigma_a/a^2)^2).
+    fn sigma(&self) -> f64 {
+        let ((a, sa), (b, sb)) = (self.prom, self.rest);
+        ((sb / a).powi(2) + (b * sa / (a * a)).powi(2)).sqrt()
+    }
+
+    /// Whether the ratio meets "<= 0.5", and how firmly.
+    fn verdict(&self) -> String {
+        let (a, sa) = self.prom;
+        if a <= 2.0 * sa {
+            return "inconclusive: write_prometheus's marginal cost is within the noise".into();
+        }
+        let (r, s) = (self.ratio(), self.sigma());
+        let v = if r <= 0.5 { "met" } else { "NOT met" };
+        if (r - 0.5).abs() < s {
+            format!("{v}, but within one standard error of 0.5")
+        } else {
+            v.into()
+        }
+    }
+
+    fn line(&self) -> String {
+        let v = &self.per_value;
+        format!(
+            "baseline {:.2}, write_prometheus {:.2}, rest {:.2} µs per value; marginal \
+             write_prometheus {:.2} ± {:.2}, rest {:.2} ± {:.2}; (rest - baseline) / \
+             (write_prometheus - baseline) = {:.2} ± {:.2} (goal <= 0.5: {})",
+            v[0],
+            v[1],
+            v[2],
+            self.prom.0,
+            self.prom.1,
+            self.rest.0,
+            self.rest.1,
+            self.ratio(),
+            self.sigma(),
+            self.verdict()
+        )
+    }
+}
+
+/// Write path, per value: collectd's CPU per value received with each
+/// writer, for the whole process and for its write threads.
+struct WriteResult {
+    process: Marginal,
+    write_threads: Marginal,
+}
+
+fn write_path() -> WriteResult {
+    let writers = [Writer::None, Writer::Prom, Writer::Rest];
+    progress(&format!(
+        "B-write: 3 collectds, each with collectd-tg -n {WRITE_N} -i {WRITE_INTERVAL}"
+    ));
+    let labs: Vec<Lab> = writers.iter().map(|w| start_lab(*w)).collect();
+    let tck = clk_tck();
+    let load0 = load_avg();
+    // Each collectd's own idle CPU rate (reading its plugins' counters,
+    // rest's chores), before the load.
+    let idle0: Vec<u64> = labs.iter().map(|l| cpu_ticks(l.c.pid())).collect();
+    let it = Instant::now();
+    std::thread::sleep(WRITE_IDLE);
+    let idle: Vec<f64> = labs
+        .iter()
+        .zip(&idle0)
+        .map(|(l, k)| (cpu_ticks(l.c.pid()) - k) as f64 / tck / it.elapsed().as_secs_f64())
+        .collect();
+    let t0 = Instant::now();
+    let tgs: Vec<LoadGen> = labs.iter().map(|l| start_tg(l, WRITE_INTERVAL)).collect();
+    let refs: Vec<&Lab> = labs.iter().collect();
+    warm_up(&refs, t0, "write path");
+    progress("B-write: measuring");
+    let with_tg: Vec<(&Lab, Option<u32>)> = labs
+        .iter()
+        .zip(&tgs)
+        .map(|(l, g)| (l, g.tg_pid()))
+        .collect();
+    // chunks[c][k]: chunk c of writer k.
+    let chunks: Vec<Vec<Window>> = (0..WRITE_CHUNKS)
+        .map(|_| measure(&with_tg, WRITE_CHUNK))
+        .collect();
+    drop(tgs);
+
+    let per = |w: &Window, k: usize| (w.cpu - idle[k] * w.secs) / w.values() * 1e6;
+    let per_wt = |w: &Window| w.write_cpu / w.values() * 1e6;
+    let mut per_value = [0.0; 3];
+    let mut per_value_wt = [0.0; 3];
+    println!();
+    println!(
+        "B-write. write path: collectd CPU per value received (N={WRITE_N} metrics, \
+         collectd-tg -n {WRITE_N} -H {WRITE_HOSTS} -p 20 -i {WRITE_INTERVAL}, {} values/s \
+         requested per collectd)",
+        (WRITE_N as f64 / WRITE_INTERVAL.parse::<f64>().unwrap_or(1.0)) as u64
+    );
+    println!(
+        "  3 collectds (network + unixsock + one writer), all loaded at once for {} x {:.0} s, \
+         so that they share the machine's conditions; values = the network plugin's \
+         dispatch-accepted rate x window; CPU = utime+stime minus that collectd's idle rate \
+         ({:.0} s before the load); \"all\" = the process (/proc/PID/stat), \"wt\" = its \
+         write threads only (schedstat), which run collectd's cache, the filter chains and the \
+         write callbacks",
+        WRITE_CHUNKS,
+        WRITE_CHUNK.as_secs_f64(),
+        WRITE_IDLE.as_secs_f64()
+    );
+    let mut head = format!(
+        "  {:<22} {:>9} {:>7} {:>7} {:>7} {:>10} {:>9}",
+        "writer", "values/s", "CPU %", "idle %", "drop/s", "µs/v all", "µs/v wt"
+    );
+    for c in 0..WRITE_CHUNKS {
+        head.push_str(&format!(" {:>6}", format!("all{}", c + 1)));
+    }
+    println!("{head}");
+    for (k, lab) in labs.iter().enumerate() {
+        let ws: Vec<&Window> = chunks.iter().map(|c| &c[k]).collect();
+        let secs: f64 = ws.iter().map(|w| w.secs).sum();
+        let values: f64 = ws.iter().map(|w| w.values()).sum();
+        let cpu: f64 = ws.iter().map(|w| w.cpu - idle[k] * w.secs).sum();
+        per_value[k] = cpu / values * 1e6;
+        per_value_wt[k] = ws.iter().map(|w| w.write_cpu).sum::<f64>() / values * 1e6;
+        let mut line = format!(
+            "  {:<22} {:>9.0} {:>7.1} {:>7.2} {:>7.0} {:>10.2} {:>9.2}",
+            lab.writer.name(),
+            values / secs,
+            ws.iter().map(|w| w.cpu).sum::<f64>() / secs * 100.0,
+            idle[k] * 100.0,
+            ws.iter().map(|w| w.dropped * w.secs).sum::<f64>() / secs,
+            per_value[k],
+            per_value_wt[k]
+        );
+        for w in &ws {
+            line.push_str(&format!(" {:>6.2}", per(w, k)));
+        }
+        println!("{line}");
+    }
+    let r = WriteResult {
+        process: Marginal::new(
+            per_value,
+            &chunks
+                .iter()
+                .map(|c| [per(&c[0], 0), per(&c[1], 1), per(&c[2], 2)])
+                .collect::<Vec<_>>(),
+        ),
+        write_threads: Marginal::new(
+            per_value_wt,
+            &chunks
+                .iter()
+                .map(|c| [per_wt(&c[0]), per_wt(&c[1]), per_wt(&c[2])])
+                .collect::<Vec<_>>(),
+        ),
+    };
+    println!(
+        "  process:       {}\n  write threads: {}",
+        r.process.line(),
+        r.write_threads.line()
+    );
+    println!(
+        "  (± = standard error over the {WRITE_CHUNKS} chunks of {:.0} s); machine load {load0} \
+         -> {}",
+        WRITE_CHUNK.as_secs_f64(),
+        load_avg()
+    );
+    r
+}
+
+/// Ingest ceiling: values/s collectd works off with collectd-tg flat out.
+struct IngestResult {
+    base: f64,
+    rest: f64,
+    /// rest/baseline of neighbouring windows: (mean, standard error).
+    pairs: (f64, f64),
+}
+
+impl IngestResult {
+    /// Whether rest keeps the ceiling within 5 % (by the means), and how
+    /// firmly (by the pairs).
+    fn verdict(&self) -> String {
+        let ratio = self.rest / self.base;
+        let v = if ratio >= 0.95 { "met" } else { "NOT met" };
+        if (ratio - 0.95).abs() < self.pairs.1.max(0.0) {
+            format!("{v}, but within one standard error of 0.95")
+        } else {
+            v.into()
+        }
+    }
+}
+
+fn ingest_ceiling() -> IngestResult {
+    progress(&format!(
+        "B-ingest: collectd-tg -n {WRITE_N} -i {FLAT_INTERVAL} (flat out)"
+    ));
+    println!();
+    println!(
+        "B-ingest. ingest ceiling: collectd-tg flat out (-n {WRITE_N} -H {WRITE_HOSTS} -p 20 \
+         -i {FLAT_INTERVAL}), network + unixsock, without and with rest (no other writer); \
+         a fresh collectd per {:.0} s window, {} windows in the order {}",
+        INGEST_WINDOW.as_secs_f64(),
+        INGEST_ORDER.len(),
+        INGEST_ORDER
+            .iter()
+            .map(|w| if *w == Writer::Rest { "R" } else { "B" })
+            .collect::<Vec<_>>()
+            .join("-")
+    );
+    println!(
+        "  {:<22} {:>12} {:>9} {:>8} {:>11} {:>10} {:>9} {:>17} {:>9}",
+        "collectd",
+        "processed/s",
+        "accept/s",
+        "drop/s",
+        "collectd %",
+        "per CPU-s",
+        "tg %",
+        "backlog packets",
+        "VmRSS MiB"
+    );
+    let (mut base, mut rest) = (Vec::new(), Vec::new());
+    let mut all = Vec::new();
+    for writer in INGEST_ORDER {
+        progress(&format!("B-ingest: {}", writer.name()));
+        let lab = start_lab(writer);
+        let t0 = Instant::now();
+        let tg = start_tg(&lab, FLAT_INTERVAL);
+        warm_up(&[&lab], t0, "ingest");
+        let w = measure(&[(&lab, tg.tg_pid())], INGEST_WINDOW).remove(0);
+        let rss = vm_rss_kb(&lab.c.pid().to_string()) as f64 / 1024.0;
+        drop(tg);
+        drop(lab);
+        println!(
+            "  {:<22} {:>12.0} {:>9.0} {:>8.0} {:>11.1} {:>10.0} {:>9} {:>17} {:>9.0}",
+            writer.name(),
+            w.processed(),
+            w.accepted,
+            w.dropped,
+            w.cpu / w.secs * 100.0,
+            w.processed() * w.secs / w.cpu.max(1e-9),
+            w.tg_cpu
+                .map_or("?".into(), |c| format!("{:.1}", c / w.secs * 100.0)),
+            format!("{:.0} -> {:.0}", w.backlog.0, w.backlog.1),
+            rss
+        );
+        if w.backlog.1 <= w.backlog.0 {
+            println!(
+                "    (the receive backlog did not grow: collectd kept up, so this is not its \
+                 ceiling)"
+            );
+        }
+        match writer {
+            Writer::Rest => rest.push(w.processed()),
+            _ => base.push(w.processed()),
+        }
+        all.push((writer, w.processed()));
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let range = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!("{:.0} .. {:.0}", v[0], v[v.len() - 1])
+    };
+    // rest / baseline of each pair of neighbouring windows (B-R, R-B, ...).
+    let pairs: Vec<f64> = all
+        .chunks(2)
+        .filter_map(|p| match p {
+            [(Writer::Rest, r), (_, b)] | [(_, b), (Writer::Rest, r)] => Some(r / b),
+            _ => None,
+        })
+        .collect();
+    let pm = mean(&pairs);
+    let pse = (pairs.iter().map(|x| (x - pm).powi(2)).sum::<f64>()
+        / (pairs.len() as f64 - 1.0).max(1.0)
+        / pairs.len() as f64)
+        .sqrt();
+    let r = IngestResult {
+        base: mean(&base),
+        rest: mean(&rest),
+        pairs: (pm, pse),
+    };
+    println!(
+        "  mean: {:.0} values/s without rest ({}), {:.0} with rest ({}): {:.3}x; pairs of \
+         neighbouring windows: rest/baseline {:.3} ± {:.3} (standard error); goal within 5 %: \
+         {}; machine load {}",
+        r.base,
+        range(&mut base),
+        r.rest,
+        range(&mut rest),
+        r.rest / r.base,
+        pm,
+        pse,
+        r.verdict(),
+        load_avg()
+    );
+    r
 }
