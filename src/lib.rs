@@ -18,6 +18,9 @@ pub mod config;
 pub mod control;
 #[cfg(not(test))]
 pub mod ffi;
+/// CPU hints (prefetch), in unit-test builds too.
+#[path = "host/hint.rs"]
+mod hint;
 #[cfg(not(test))]
 mod host;
 pub mod http;

@@ -237,6 +237,11 @@ impl MetricName {
         self.0.as_bytes()[NAME_HEADER - 1] == b'1'
     }
 
+    /// Where the name lies in memory (for prefetching).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+
     /// Whether both are the same object (not only equal).
     pub fn same_object(&self, other: &MetricName) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -209,18 +209,30 @@ pub fn render(snap: &Snapshot, hostname: &str, full: bool) -> String {
     let (families, series) = (&layout.families, &layout.series);
     let mut out = String::with_capacity(series.len() * 96 + families.len() * 160);
     let mut last_family: Option<&str> = None;
-    for s in series {
+    // The label name made of the plugin, for the last plugin seen.
+    let mut last_plugin: Option<&str> = None;
+    let mut plugin_label = String::new();
+    for (i, s) in series.iter().enumerate() {
+        // Series are in family order, their entries and names anywhere in
+        // memory: load them ahead.
+        if let Some(ahead) = series.get(i + 32) {
+            crate::hint::prefetch(&snap.entries[ahead.entry as usize]);
+        }
+        if let Some(ahead) = series.get(i + 12) {
+            crate::hint::prefetch(snap.entries[ahead.entry as usize].name.as_ptr());
+        }
         let e = &snap.entries[s.entry as usize];
         let src = &e.ds.sources[s.ds as usize];
         let n = &e.name;
+        let [host, plugin, plugin_instance, type_, type_instance] = n.fields();
         let family = families[s.family as usize].as_str();
         if last_family != Some(family) {
             let _ = writeln!(
                 out,
                 "# HELP {} collectd plugin '{}' type '{}', dstype '{}', dsname '{}'",
                 family,
-                n.plugin(),
-                n.type_(),
+                plugin,
+                type_,
                 src.ds_type.as_str(),
                 src.name
             );
@@ -232,26 +244,42 @@ pub fn render(snap: &Snapshot, hostname: &str, full: bool) -> String {
             let _ = writeln!(out, "# TYPE {family} {kind}");
             last_family = Some(family);
         }
+        // A name with nothing to escape in JSON has nothing to escape in a
+        // label value either (quote, backslash, newline).
+        let plain = n.is_json_plain();
+        let label_value = |out: &mut String, v: &str| {
+            if plain {
+                out.push_str(v);
+            } else {
+                push_label_value(out, v);
+            }
+        };
         out.push_str(family);
         out.push('{');
-        if !n.plugin_instance().is_empty() {
-            push_label_name(&mut out, n.plugin());
+        if (!plugin_instance.is_empty() || !type_instance.is_empty()) && last_plugin != Some(plugin)
+        {
+            plugin_label.clear();
+            push_label_name(&mut plugin_label, plugin);
+            last_plugin = Some(plugin);
+        }
+        if !plugin_instance.is_empty() {
+            out.push_str(&plugin_label);
             out.push_str("=\"");
-            push_label_value(&mut out, n.plugin_instance());
+            label_value(&mut out, plugin_instance);
             out.push_str("\",");
         }
-        if !n.type_instance().is_empty() {
-            if n.plugin_instance().is_empty() {
-                push_label_name(&mut out, n.plugin());
+        if !type_instance.is_empty() {
+            if plugin_instance.is_empty() {
+                out.push_str(&plugin_label);
             } else {
                 out.push_str("type");
             }
             out.push_str("=\"");
-            push_label_value(&mut out, n.type_instance());
+            label_value(&mut out, type_instance);
             out.push_str("\",");
         }
         out.push_str("instance=\"");
-        push_label_value(&mut out, n.host());
+        label_value(&mut out, host);
         out.push_str("\"} ");
         let v: RawValue = snap.values(e)[s.ds as usize];
         match src.ds_type {
