@@ -1,0 +1,255 @@
+//! Faults around the plugin inside a real collectd: collectd killed with
+//! SIGKILL while changes are being accepted, and state files damaged by
+//! hand.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{try_request, Collectd, Setup};
+use serde_json::{json, Value};
+
+/// Where the plugin keeps its state when StateDir is not set:
+/// `<BaseDir>/rest` (the harness sets BaseDir to the collectd's directory).
+fn state_dir(c: &Collectd) -> PathBuf {
+    c.dir.join("rest")
+}
+
+/// SIGKILL: no handler of collectd or ours runs.
+fn kill_9(c: &mut Collectd) {
+    let st = Command::new("kill")
+        .args(["-KILL", &c.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success());
+    let status = c.wait_exit(Duration::from_secs(10));
+    assert!(!status.success(), "collectd was killed: {status}");
+}
+
+/// A new collectd on the same directory and port (after a kill).
+fn respawn(c: Collectd) -> Collectd {
+    let mut c = c;
+    let dir = std::mem::take(&mut c.dir);
+    let (setup, port) = (c.setup.clone(), c.port);
+    drop(c);
+    let c = Collectd::spawn_in(setup, port, dir);
+    if let Err(log) = c.wait_ready() {
+        panic!("collectd did not come back after SIGKILL:\n{log}");
+    }
+    c
+}
+
+/// The ids in a list answer (`{"thresholds": [...]}` / `{"blacklist": [...]}`).
+fn ids(c: &Collectd, path: &str, key: &str) -> BTreeMap<String, Value> {
+    let r = c.get(path);
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: no {key} array: {}", r.text()))
+        .iter()
+        .map(|rule| (rule["id"].as_str().unwrap().to_string(), rule.clone()))
+        .collect()
+}
+
+/// Every *.json file in the state directory parses.
+fn state_files_parse(dir: &Path) -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            serde_json::from_str::<Value>(&text)
+                .unwrap_or_else(|e| panic!("{} does not parse ({e}): {text:?}", p.display()));
+            n += 1;
+        }
+    }
+    n
+}
+
+/// What one writer thread had acknowledged (2xx) when collectd died: the
+/// last acknowledged state of each id (Some(rule) or None = deleted), and
+/// the ids with a request in flight (answer unknown: either state is right).
+#[derive(Default)]
+struct Acked {
+    state: BTreeMap<String, Option<Value>>,
+    in_flight: Option<String>,
+    /// Requests answered with 2xx (or 404 to a DELETE).
+    answered: usize,
+}
+
+/// PUTs and DELETEs rules under `base` (/v1/thresholds or /v1/blacklist)
+/// until `stop` or until collectd stops answering.
+fn writer(port: u16, base: &str, rule: impl Fn(u64) -> Value, stop: &AtomicBool) -> Acked {
+    let mut acked = Acked::default();
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        i += 1;
+        // 40 ids, rewritten over and over; every 7th request a DELETE.
+        let id = format!("r{}", i % 40);
+        let (method, body) = if i % 7 == 0 {
+            ("DELETE", Vec::new())
+        } else {
+            ("PUT", serde_json::to_vec(&rule(i)).unwrap())
+        };
+        acked.in_flight = Some(id.clone());
+        let r = try_request(
+            port,
+            method,
+            &format!("{base}/{id}"),
+            &[("Content-Type", "application/json")],
+            &body,
+        );
+        match r {
+            Ok(r) if (200..300).contains(&r.status) => {
+                let v = (method == "PUT").then(|| r.json());
+                acked.state.insert(id, v);
+                acked.in_flight = None;
+                acked.answered += 1;
+            }
+            Ok(r) if method == "DELETE" && r.status == 404 => {
+                acked.state.insert(id, None);
+                acked.in_flight = None;
+                acked.answered += 1;
+            }
+            Ok(r) => panic!("{method} {base}/{id}: {} {}", r.status, r.text()),
+            // collectd died: this request's fate is unknown.
+            Err(_) => return acked,
+        }
+    }
+    acked.in_flight = None;
+    acked
+}
+
+/// Checks that collectd holds every acknowledged change of `acked`.
+fn assert_kept(found: &BTreeMap<String, Value>, acked: &Acked, what: &str, round: u32) {
+    for (id, state) in &acked.state {
+        if acked.in_flight.as_deref() == Some(id.as_str()) {
+            continue;
+        }
+        match state {
+            Some(rule) => assert_eq!(
+                found.get(id),
+                Some(rule),
+                "round {round}: {what} {id} was acknowledged but is not there as sent"
+            ),
+            None => assert!(
+                !found.contains_key(id),
+                "round {round}: {what} {id} was deleted (acknowledged) but is back"
+            ),
+        }
+    }
+}
+
+/// kill -9 at varying moments while two clients write thresholds and
+/// blacklist rules as fast as they are answered: after each restart every
+/// change that got a 2xx is there, every deletion that got a 2xx stays
+/// deleted, and every state file parses.
+#[test]
+fn acknowledged_changes_survive_sigkill() {
+    let mut c = Collectd::start(Setup::default());
+    // A varying moment: the kill comes 50 to 450 ms into the writes
+    // (printed, so that a failing round can be told apart).
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let mut total_acked = 0;
+    for round in 0..5u32 {
+        let delay = Duration::from_millis(50 + u64::from((seed >> round) % 400));
+        eprintln!("round {round}: SIGKILL after {delay:?}");
+        let stop = AtomicBool::new(false);
+        let port = c.port;
+        let (t, b) = std::thread::scope(|s| {
+            let t = s.spawn(|| {
+                writer(
+                    port,
+                    "/v1/thresholds",
+                    |i| json!({"plugin": "p", "type": "gauge", "warning_max": i as f64}),
+                    &stop,
+                )
+            });
+            let b = s.spawn(|| {
+                writer(
+                    port,
+                    "/v1/blacklist",
+                    |i| json!({"plugin": "p", "type_instance": format!("ti{i}")}),
+                    &stop,
+                )
+            });
+            let start = Instant::now();
+            while start.elapsed() < delay {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            kill_9(&mut c);
+            (t.join().unwrap(), b.join().unwrap())
+        });
+        assert!(
+            !t.state.is_empty() && !b.state.is_empty(),
+            "round {round}: nothing was acknowledged before the kill"
+        );
+        total_acked += t.answered + b.answered;
+        assert!(state_files_parse(&state_dir(&c)) >= 1);
+        c = respawn(c);
+        assert_kept(
+            &ids(&c, "/v1/thresholds", "thresholds"),
+            &t,
+            "threshold",
+            round,
+        );
+        assert_kept(
+            &ids(&c, "/v1/blacklist", "blacklist"),
+            &b,
+            "blacklist rule",
+            round,
+        );
+        assert!(state_files_parse(&state_dir(&c)) >= 1);
+    }
+    eprintln!("{total_acked} answered changes over 5 kills; the last state of each id checked");
+}
+
+/// A state file damaged by hand: collectd starts, logs what happened, keeps
+/// the damaged file aside (name.corrupt) and starts without it; the API
+/// works and saves a good file again.
+#[test]
+fn a_damaged_state_file_is_kept_aside() {
+    let c = Collectd::start(Setup::default());
+    let r = c.request(
+        "PUT",
+        "/v1/thresholds/t1",
+        &[("Content-Type", "application/json")],
+        br#"{"plugin": "p", "type": "gauge", "warning_max": 1}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut c = c;
+    let status = c.terminate(Duration::from_secs(10));
+    assert!(status.success());
+    let file = state_dir(&c).join("thresholds.json");
+    assert!(file.exists(), "thresholds.json was written");
+    std::fs::write(&file, b"{\"version\": 1, \"thre").unwrap();
+    let c = respawn(c);
+    let line = c.wait_log("does not parse");
+    assert!(
+        line.contains("thresholds.json") && line.contains("thresholds.json.corrupt"),
+        "the log says what happened: {line}"
+    );
+    let kept = state_dir(&c).join("thresholds.json.corrupt");
+    assert_eq!(
+        std::fs::read(&kept).unwrap(),
+        b"{\"version\": 1, \"thre",
+        "the damaged file is kept as it was"
+    );
+    assert!(ids(&c, "/v1/thresholds", "thresholds").is_empty());
+    let r = c.request(
+        "PUT",
+        "/v1/thresholds/t2",
+        &[("Content-Type", "application/json")],
+        br#"{"plugin": "p", "type": "gauge", "warning_max": 2}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(state_files_parse(&state_dir(&c)) >= 1);
+    assert_eq!(ids(&c, "/v1/thresholds", "thresholds").len(), 1);
+}
