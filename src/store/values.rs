@@ -74,8 +74,9 @@ impl Eq for Key {}
 struct Entry {
     name: MetricName,
     ds: Arc<DataSet>,
-    values: Box<[RawValue]>,
-    rates: Box<[f64]>,
+    /// The values (as the bits of their 8 bytes) then the rates: one
+    /// allocation instead of two (see `values`, `rates`).
+    data: Box<[f64]>,
     time: CdTime,
     interval: CdTime,
     /// Monotonic nanoseconds (since the store's epoch) of the last update.
@@ -97,6 +98,33 @@ struct ShardInner {
     free: Vec<u32>,
     received: u64,
     last_update: u64,
+}
+
+impl Entry {
+    fn width(&self) -> usize {
+        self.data.len() / 2
+    }
+
+    /// The raw values, copied out of their f64 slots bit for bit.
+    fn values(&self) -> impl ExactSizeIterator<Item = RawValue> + '_ {
+        self.data[..self.width()]
+            .iter()
+            .map(|v| RawValue(v.to_bits()))
+    }
+
+    fn rates(&self) -> &[f64] {
+        &self.data[self.width()..]
+    }
+}
+
+/// `values` then `rates` in one buffer (a value's 8 bytes kept as the bits
+/// of an f64: `f64::from_bits` and `to_bits` copy bits unchanged).
+fn entry_data(values: &[RawValue], rates: impl Iterator<Item = f64>) -> Box<[f64]> {
+    values
+        .iter()
+        .map(|v| f64::from_bits(v.0))
+        .chain(rates)
+        .collect()
 }
 
 impl ShardInner {
@@ -308,11 +336,13 @@ impl ValueStore {
                         return (Update::TooOld, None);
                     }
                     let dt = cdtime_to_secs(vl.time - e.time);
-                    for i in 0..vl.values.len() {
+                    let n = vl.values.len();
+                    for i in 0..n {
                         let src = &e.ds.sources[i];
-                        let r = next_rate(src.ds_type, e.values[i], vl.values[i], dt);
-                        e.rates[i] = in_range(r, src.min, src.max);
-                        e.values[i] = vl.values[i];
+                        let old = RawValue(e.data[i].to_bits());
+                        let r = next_rate(src.ds_type, old, vl.values[i], dt);
+                        e.data[n + i] = in_range(r, src.min, src.max);
+                        e.data[i] = f64::from_bits(vl.values[i].0);
                     }
                     e.time = vl.time;
                     e.interval = vl.interval;
@@ -328,7 +358,7 @@ impl ValueStore {
                         &mut e.thresholds,
                         &e.name,
                         &e.ds,
-                        &e.rates,
+                        &e.data[n..],
                         e.time,
                     );
                     return (Update::Updated, event);
@@ -347,21 +377,19 @@ impl ValueStore {
                 &*vl.type_instance,
             ];
             let name = MetricName::new(fields);
-            let rates = (0..vl.values.len())
-                .map(|i| {
-                    let s = &data_set.sources[i];
-                    in_range(
-                        first_rate(s.ds_type, vl.values[i], vl.interval),
-                        s.min,
-                        s.max,
-                    )
-                })
-                .collect();
+            let rates = (0..vl.values.len()).map(|i| {
+                let s = &data_set.sources[i];
+                in_range(
+                    first_rate(s.ds_type, vl.values[i], vl.interval),
+                    s.min,
+                    s.max,
+                )
+            });
+            let data = entry_data(vl.values, rates);
             let mut entry = Entry {
                 name,
                 ds: data_set,
-                values: vl.values.into(),
-                rates,
+                data,
                 time: vl.time,
                 interval: vl.interval,
                 updated: now,
@@ -374,7 +402,7 @@ impl ValueStore {
                 &mut entry.thresholds,
                 &entry.name,
                 &entry.ds,
-                &entry.rates,
+                &entry.data[vl.values.len()..],
                 entry.time,
             );
             let mut inner = shard.0.lock();
@@ -384,7 +412,7 @@ impl ValueStore {
                 Some(e) if e.time >= entry.time => (Update::TooOld, None),
                 _ => {
                     let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-                    entry.history.push(seq, entry.time, &entry.values);
+                    entry.history.push(seq, entry.time, vl.values);
                     inner.insert(entry);
                     (Update::New, event)
                 }
@@ -452,8 +480,8 @@ impl ValueStore {
                         offset: snap.values.len() as u32,
                     });
                     if with_values {
-                        snap.values.extend_from_slice(&e.values);
-                        snap.rates.extend_from_slice(&e.rates);
+                        snap.values.extend(e.values());
+                        snap.rates.extend_from_slice(e.rates());
                     }
                 }
                 let more = end < inner.slots.len();
@@ -641,8 +669,8 @@ impl ValueStore {
                 seq: 0,
                 offset: 0,
             }],
-            values: e.values.to_vec(),
-            rates: e.rates.to_vec(),
+            values: e.values().collect(),
+            rates: e.rates().to_vec(),
             max_lock_hold: Default::default(),
         })
     }
