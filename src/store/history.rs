@@ -25,10 +25,10 @@ pub struct Ring {
     capacity: u32,
     /// Where the oldest sample is once the ring is full.
     head: u32,
-    /// (low 32 bits of the sequence number, milliseconds after `base`).
-    meta: Vec<(u32, u32)>,
-    /// `width` values per sample.
-    values: Vec<RawValue>,
+    /// The samples, each `1 + width` words: first the low 32 bits of its
+    /// sequence number and the milliseconds after `base` (packed, see
+    /// `pack`), then its `width` values. One buffer, one allocation.
+    slots: Vec<RawValue>,
     width: u8,
     base: CdTime,
     newest_seq: u64,
@@ -42,12 +42,12 @@ impl Ring {
     /// the samples up to the capacity.
     pub fn new(capacity: usize, width: usize, first_time: CdTime) -> Ring {
         let start = capacity.min(8);
+        let width = width.clamp(1, u8::MAX as usize);
         Ring {
             capacity: capacity.clamp(1, u32::MAX as usize) as u32,
             head: 0,
-            meta: Vec::with_capacity(start),
-            values: Vec::with_capacity(start * width),
-            width: width.clamp(1, u8::MAX as usize) as u8,
+            slots: Vec::with_capacity(start * (1 + width)),
+            width: width as u8,
             base: first_time,
             newest_seq: 0,
             first_seq: 0,
@@ -57,11 +57,32 @@ impl Ring {
     }
 
     pub fn len(&self) -> usize {
-        self.meta.len()
+        self.slots.len() / self.stride()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.meta.is_empty()
+        self.slots.is_empty()
+    }
+
+    /// Words per sample.
+    fn stride(&self) -> usize {
+        1 + usize::from(self.width)
+    }
+
+    /// (low 32 bits of the sequence number, milliseconds after `base`) of
+    /// the sample in slot `i`.
+    fn meta(&self, i: usize) -> (u32, u32) {
+        let m = self.slots[i * self.stride()].0;
+        ((m >> 32) as u32, m as u32)
+    }
+
+    fn pack(seq: u64, ms: u32) -> RawValue {
+        RawValue((u64::from(seq as u32) << 32) | u64::from(ms))
+    }
+
+    fn values_at(&self, i: usize) -> &[RawValue] {
+        let st = self.stride();
+        &self.slots[i * st + 1..(i + 1) * st]
     }
 
     fn full_seq(&self, lo: u32) -> u64 {
@@ -89,13 +110,12 @@ impl Ring {
         }
         self.evicted += old.len() as u64;
         self.base = kept.first().map_or(time, |k| k.1).min(time);
-        self.meta.clear();
-        self.values.clear();
+        self.slots.clear();
         self.head = 0;
         for (seq, t, v) in kept {
             let ms = ((t - self.base) as f64 / CDTIME_PER_MS).round() as u32;
-            self.meta.push((seq as u32, ms));
-            self.values.extend_from_slice(&v[..w]);
+            self.slots.push(Self::pack(seq, ms));
+            self.slots.extend_from_slice(&v[..w]);
         }
     }
 
@@ -114,23 +134,22 @@ impl Ring {
                 self.ms_after_base(time).unwrap_or(u32::MAX)
             }
         };
-        if (self.meta.len() as u32) < self.capacity {
-            let len = self.meta.len();
-            if len == self.meta.capacity() {
+        let st = self.stride();
+        if (self.len() as u32) < self.capacity {
+            let len = self.len();
+            if self.slots.len() + st > self.slots.capacity() {
                 // Grow by doubling, never past the capacity.
                 let more = len.max(1).min(self.capacity as usize - len);
-                self.meta.reserve_exact(more);
-                self.values.reserve_exact(more * usize::from(self.width));
+                self.slots.reserve_exact(more * st);
             }
-            self.meta.push((seq as u32, ms));
-            self.values.extend_from_slice(values);
+            self.slots.push(Self::pack(seq, ms));
+            self.slots.extend_from_slice(values);
         } else {
             let i = self.head as usize;
-            self.last_evicted_seq = self.full_seq(self.meta[i].0);
+            self.last_evicted_seq = self.full_seq(self.meta(i).0);
             self.evicted += 1;
-            self.meta[i] = (seq as u32, ms);
-            let w = usize::from(self.width);
-            self.values[i * w..(i + 1) * w].copy_from_slice(values);
+            self.slots[i * st] = Self::pack(seq, ms);
+            self.slots[i * st + 1..(i + 1) * st].copy_from_slice(values);
             self.head = (self.head + 1) % self.capacity;
         }
         self.newest_seq = seq;
@@ -138,7 +157,7 @@ impl Ring {
 
     /// Slot indexes, oldest first.
     fn order(&self) -> impl Iterator<Item = usize> + '_ {
-        let n = self.meta.len();
+        let n = self.len();
         let head = if n < self.capacity as usize {
             0
         } else {
@@ -157,12 +176,12 @@ impl Ring {
         if self.newest_seq <= seq {
             return 0;
         }
-        let n = self.meta.len();
+        let n = self.len();
         let mut count = 0;
         // Newest first: stop at the first one not after `seq`.
         for k in (0..n).rev() {
             let i = self.order_at(k);
-            if self.full_seq(self.meta[i].0) <= seq {
+            if self.full_seq(self.meta(i).0) <= seq {
                 break;
             }
             count += 1;
@@ -172,7 +191,7 @@ impl Ring {
 
     /// The slot of the k-th oldest sample.
     fn order_at(&self, k: usize) -> usize {
-        let n = self.meta.len();
+        let n = self.len();
         if n < self.capacity as usize {
             k
         } else {
@@ -182,11 +201,10 @@ impl Ring {
 
     /// (sequence number, time, values), oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (u64, CdTime, &[RawValue])> + '_ {
-        let w = usize::from(self.width);
         self.order().map(move |i| {
-            let (lo, ms) = self.meta[i];
+            let (lo, ms) = self.meta(i);
             let time = self.base + (f64::from(ms) * CDTIME_PER_MS) as CdTime;
-            (self.full_seq(lo), time, &self.values[i * w..(i + 1) * w])
+            (self.full_seq(lo), time, self.values_at(i))
         })
     }
 
@@ -208,7 +226,7 @@ impl Ring {
 
     /// Bytes this ring holds for its samples (for the benchmark).
     pub fn heap_bytes(&self) -> usize {
-        self.meta.capacity() * 8 + self.values.capacity() * 8
+        self.slots.capacity() * 8
     }
 }
 
