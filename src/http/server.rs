@@ -78,8 +78,11 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        // Full reads run on the blocking threads (router::bulk): at most
+        // 4 at a time, each holding its copy of the values; more wait.
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .max_blocking_threads(4)
             .thread_name("rest-http")
             .on_thread_start(on_thread_start)
             .enable_all()
