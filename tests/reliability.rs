@@ -432,3 +432,188 @@ fn a_damaged_state_file_is_kept_aside() {
     assert!(state_files_parse(&state_dir(&c)) >= 1);
     assert_eq!(ids(&c, "/v1/thresholds", "thresholds").len(), 1);
 }
+
+/// collectd-tg runs until it is killed: killed when this is dropped, also
+/// when the test fails.
+struct LoadGen(std::process::Child);
+
+impl Drop for LoadGen {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// VmRSS of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// collectd's write queue length, from its own statistics
+/// (CollectInternalStats) as the API reports them.
+fn write_queue(c: &Collectd) -> Option<f64> {
+    let r = try_request(
+        c.port,
+        "GET",
+        "/v1/values?plugin=collectd&plugin_instance=write_queue&type=queue_length",
+        &[],
+        b"",
+    )
+    .ok()?;
+    r.json()["values"].as_array()?.first()?["values"][0].as_f64()
+}
+
+/// Mixed load (issue 7, items 1 and 6): collectd-tg sends 10000 value lists
+/// every 0.5 s over UDP (20000 values/s asked) while 6 clients read every
+/// bulk route and single values as fast as they are answered, and a 7th
+/// disables and enables a plugin in a loop. Zero 5xx, zero connection
+/// errors; collectd's write queue does not grow and its RSS is flat after
+/// the warm-up (the first third). Prints requests, p50/p99 per route and
+/// RSS over time. `SOAK_SECONDS` sets the duration (default 15): the same
+/// test is the soak command, e.g.
+/// `SOAK_SECONDS=3600 cargo test --release --test reliability mixed_load -- --nocapture`.
+#[test]
+fn mixed_load() {
+    let secs: u64 = std::env::var("SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(15);
+    let udp = common::free_port();
+    let c = Collectd::start(
+        Setup::default()
+            .load(&["load", "memory", "network"])
+            .extra(&format!(
+                "CollectInternalStats true\n<Plugin network>\n  Listen \"127.0.0.1\" \"{udp}\"\n</Plugin>\n"
+            )),
+    );
+    let port = c.port;
+    let _tg = LoadGen(
+        Command::new("collectd-tg")
+            .args(["-n", "10000", "-H", "100", "-p", "20", "-i", "0.5"])
+            .args(["-d", "127.0.0.1", "-D", &udp.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("collectd-tg (package collectd-utils) must be installed"),
+    );
+    common::wait_for("10000 collectd-tg metrics", Duration::from_secs(30), || {
+        let r = try_request(port, "GET", "/v1/metrics", &[], b"").ok()?;
+        (r.json()["metrics"].as_array()?.len() >= 10_000).then_some(())
+    });
+    let one = c.get("/v1/metrics?host=host0000").json()["metrics"][0]["identifier"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let routes: Vec<String> = vec![
+        "/v1/values".into(),
+        "/v1/metrics".into(),
+        "/metrics".into(),
+        "/v1/history?limit=2000".into(),
+        format!("/v1/values/{one}"),
+        "/v1/health".into(),
+    ];
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let pid = c.pid();
+    let (per_route, errors, toggles, rss, queue) = std::thread::scope(|s| {
+        let clients: Vec<_> = (0..6)
+            .map(|k| {
+                let routes = &routes;
+                let stop = &stop;
+                s.spawn(move || {
+                    let mut lat: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
+                    let mut errors = Vec::new();
+                    let mut i = k;
+                    while !stop.load(Ordering::Relaxed) {
+                        let r = i % routes.len();
+                        i += 1;
+                        let t = Instant::now();
+                        match try_request(port, "GET", &routes[r], &[], b"") {
+                            Ok(resp) if resp.status < 500 => {
+                                lat[r].push(t.elapsed().as_secs_f64() * 1e3)
+                            }
+                            Ok(resp) => errors.push(format!("{}: {}", routes[r], resp.status)),
+                            Err(e) => errors.push(format!("{}: {e}", routes[r])),
+                        }
+                    }
+                    (lat, errors)
+                })
+            })
+            .collect();
+        let toggler = s.spawn(|| {
+            let mut n = 0;
+            let mut errors = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                for op in ["disable", "enable"] {
+                    match try_request(port, "POST", &format!("/v1/plugins/memory/{op}"), &[], b"") {
+                        Ok(r) if r.status == 200 => n += 1,
+                        Ok(r) => errors.push(format!("{op}: {} {}", r.status, r.text())),
+                        Err(e) => errors.push(format!("{op}: {e}")),
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (n, errors)
+        });
+        let mut rss = Vec::new();
+        let mut queue = Vec::new();
+        while Instant::now() < deadline {
+            std::thread::sleep(Duration::from_secs(1));
+            rss.push(rss_kib(pid));
+            queue.push(write_queue(&c).unwrap_or(f64::NAN));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let mut per_route: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
+        let mut errors = Vec::new();
+        for h in clients {
+            let (lat, e) = h.join().unwrap();
+            for (all, mine) in per_route.iter_mut().zip(lat) {
+                all.extend(mine);
+            }
+            errors.extend(e);
+        }
+        let (toggles, e) = toggler.join().unwrap();
+        errors.extend(e);
+        (per_route, errors, toggles, rss, queue)
+    });
+
+    let total: usize = per_route.iter().map(Vec::len).sum();
+    eprintln!("mixed load for {secs} s: {total} requests, {toggles} plugin operations");
+    for (route, mut ms) in routes.iter().zip(per_route) {
+        ms.sort_by(f64::total_cmp);
+        let q = |p: f64| ms[((ms.len() - 1) as f64 * p) as usize];
+        assert!(!ms.is_empty(), "{route}: no request answered");
+        eprintln!(
+            "  {route:<40} {:>6} requests  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            ms.len(),
+            q(0.5),
+            q(0.99)
+        );
+    }
+    eprintln!("  collectd VmRSS per second (KiB): {rss:?}");
+    eprintln!("  collectd write queue length per second: {queue:?}");
+    assert!(errors.is_empty(), "5xx or connection errors: {errors:?}");
+    assert!(toggles > 0);
+    // Flat after the warm-up: the last third at most 10% (+8 MiB) above
+    // the middle third's highest value.
+    let third = rss.len() / 3;
+    let middle = rss[third..2 * third].iter().max().copied().unwrap_or(0);
+    let last = rss[2 * third..].iter().max().copied().unwrap_or(0);
+    assert!(
+        last <= middle + middle / 10 + 8 * 1024,
+        "collectd's RSS grew after the warm-up: {rss:?}"
+    );
+    // collectd keeps up: its write queue stays short.
+    let worst = queue
+        .iter()
+        .copied()
+        .filter(|q| q.is_finite())
+        .fold(0.0, f64::max);
+    assert!(worst < 50_000.0, "collectd's write queue grew: {queue:?}");
+    assert!(!c.exited());
+    assert!(!c.log().contains("panic"), "{}", c.log());
+}
