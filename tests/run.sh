@@ -6,11 +6,12 @@
 # then every fuzz target for FUZZ_SECONDS (default 10) each.
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
-# The libraries of the plugins the tests load (rrdtool, ping, write_prometheus),
+# The libraries of the plugins the tests load (rrdtool, ping, write_prometheus,
+# python),
 # promtool (package prometheus) to check GET /metrics, curl, openssl (test
 # certificates) and what tests/keystone-setup.sh needs to build Keystone's venv.
 "$repo/examples/install-deps.sh" librrd8 liboping0 libmicrohttpd12 libprotobuf-c1 \
-    prometheus curl openssl python3 python3-venv python3-dev gcc libc6-dev
+    libpython3.11 prometheus curl openssl python3 python3-venv python3-dev gcc libc6-dev
 "$repo/tests/keystone-setup.sh"
 "$repo/tests/schemathesis-setup.sh"
 cd "$repo"
