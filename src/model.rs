@@ -217,14 +217,12 @@ impl MetricName {
             // at most 127: one ASCII byte
             s.push(char::from(f.len() as u8));
         }
-        s.push('0');
-        push_identifier(&mut s, fields);
-        let plain = s.as_bytes()[NAME_HEADER..]
+        // The separators ('/', '-') need no escape.
+        let plain = fields
             .iter()
-            .all(|&b| b >= 0x20 && b != b'"' && b != b'\\');
-        if plain {
-            s.replace_range(NAME_HEADER - 1..NAME_HEADER, "1");
-        }
+            .all(|f| f.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\'));
+        s.push(if plain { '1' } else { '0' });
+        push_identifier(&mut s, fields);
         MetricName(s.into())
     }
 
@@ -249,23 +247,22 @@ impl MetricName {
 
     /// host, plugin, plugin_instance, type and type_instance.
     pub fn fields(&self) -> [&str; 5] {
-        let id = self.identifier();
-        let mut out = [""; 5];
-        let mut start = 0;
-        for (i, &len) in self.0.as_bytes()[..5].iter().enumerate() {
-            let len = usize::from(len);
-            if len > 0 {
-                out[i] = &id[start..start + len];
-            }
-            // the separator after the field: none after an empty plugin
-            // instance (the type follows the plugin's '/')
-            start += len + usize::from(i != 2 || len > 0);
-        }
-        out
+        [0, 1, 2, 3, 4].map(|i| self.field(i))
     }
 
     fn field(&self, index: usize) -> &str {
-        self.fields()[index]
+        let mut start = 0;
+        for (i, &len) in self.0.as_bytes()[..index].iter().enumerate() {
+            // the field and its separator: none after an empty plugin
+            // instance (the type follows the plugin's '/')
+            start += usize::from(len) + usize::from(i != 2 || len > 0);
+        }
+        let len = usize::from(self.0.as_bytes()[index]);
+        if len == 0 {
+            ""
+        } else {
+            &self.identifier()[start..start + len]
+        }
     }
 
     pub fn host(&self) -> &str {

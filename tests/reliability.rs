@@ -128,6 +128,35 @@ fn writer(port: u16, base: &str, rule: impl Fn(u64) -> Value, stop: &AtomicBool)
     acked
 }
 
+/// Runs `meanwhile` while two clients write rules as fast as they are
+/// answered (thresholds and blacklist rules, see `writer`); returns what
+/// each had acknowledged when collectd stopped answering or `meanwhile`
+/// returned.
+fn with_rule_writers(port: u16, meanwhile: impl FnOnce()) -> (Acked, Acked) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| {
+            writer(
+                port,
+                "/v1/thresholds",
+                |i| json!({"plugin": "p", "type": "gauge", "warning_max": i as f64}),
+                &stop,
+            )
+        });
+        let b = s.spawn(|| {
+            writer(
+                port,
+                "/v1/blacklist",
+                |i| json!({"plugin": "p", "type_instance": format!("ti{i}")}),
+                &stop,
+            )
+        });
+        meanwhile();
+        stop.store(true, Ordering::Relaxed);
+        (t.join().unwrap(), b.join().unwrap())
+    })
+}
+
 /// Checks that collectd holds every acknowledged change of `acked`.
 fn assert_kept(found: &BTreeMap<String, Value>, acked: &Acked, what: &str, round: u32) {
     for (id, state) in &acked.state {
@@ -165,31 +194,12 @@ fn acknowledged_changes_survive_sigkill() {
     for round in 0..5u32 {
         let delay = Duration::from_millis(50 + u64::from((seed >> round) % 400));
         eprintln!("round {round}: SIGKILL after {delay:?}");
-        let stop = AtomicBool::new(false);
-        let port = c.port;
-        let (t, b) = std::thread::scope(|s| {
-            let t = s.spawn(|| {
-                writer(
-                    port,
-                    "/v1/thresholds",
-                    |i| json!({"plugin": "p", "type": "gauge", "warning_max": i as f64}),
-                    &stop,
-                )
-            });
-            let b = s.spawn(|| {
-                writer(
-                    port,
-                    "/v1/blacklist",
-                    |i| json!({"plugin": "p", "type_instance": format!("ti{i}")}),
-                    &stop,
-                )
-            });
+        let (t, b) = with_rule_writers(c.port, || {
             let start = Instant::now();
             while start.elapsed() < delay {
                 std::thread::sleep(Duration::from_millis(5));
             }
             kill_9(&mut c);
-            (t.join().unwrap(), b.join().unwrap())
         });
         assert!(
             !t.state.is_empty() && !b.state.is_empty(),
@@ -244,31 +254,13 @@ fn sigterm_with_writers_and_subscribers_loses_nothing() {
     let mut c = Collectd::start(Setup::default());
     let port = c.port;
     let streams: Vec<TcpStream> = (0..3).map(|_| subscribe(port)).collect();
-    let stop = AtomicBool::new(false);
-    let (t, b, took) = std::thread::scope(|s| {
-        let t = s.spawn(|| {
-            writer(
-                port,
-                "/v1/thresholds",
-                |i| json!({"plugin": "p", "type": "gauge", "failure_min": i as f64}),
-                &stop,
-            )
-        });
-        let b = s.spawn(|| {
-            writer(
-                port,
-                "/v1/blacklist",
-                |i| json!({"host": format!("h{i}")}),
-                &stop,
-            )
-        });
+    let mut took = Duration::ZERO;
+    let (t, b) = with_rule_writers(port, || {
         std::thread::sleep(Duration::from_millis(300));
         let start = Instant::now();
         let status = c.terminate(Duration::from_secs(10));
-        let took = start.elapsed();
+        took = start.elapsed();
         assert!(status.success(), "exit status {status}\n{}", c.all_output());
-        stop.store(true, Ordering::Relaxed);
-        (t.join().unwrap(), b.join().unwrap(), took)
     });
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     for mut s in streams {

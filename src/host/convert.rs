@@ -155,8 +155,9 @@ unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option
             _ => Some(Vec::new()),
         };
     }
-    // SAFETY: toc holds n key pointers, each NULL or a strdup'ed string.
-    let keys: Vec<*mut c_char> = (0..n as usize).map(|i| unsafe { *toc.add(i) }).collect();
+    // SAFETY: toc is an array of n key pointers (each NULL or a strdup'ed
+    // string) that stays allocated until it is freed below.
+    let keys: &[*mut c_char] = unsafe { std::slice::from_raw_parts(toc, n as usize) };
     // `built` stays None while every key so far equals `same_as`'s in turn.
     let mut built: Option<Meta> = None;
     let mut matched = 0;
@@ -186,7 +187,7 @@ unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option
         (None, Some(m)) if m.len() == matched => None,
         (None, m) => Some(m.map_or_else(Vec::new, |m| m[..matched].to_vec())),
     };
-    for key in keys {
+    for &key in keys {
         // SAFETY: each key was allocated by strdup in meta_data_toc (free
         // accepts NULL).
         unsafe { libc::free(key.cast::<c_void>()) };

@@ -167,10 +167,8 @@ pub fn metrics(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
 /// The latest values in the Prometheus text format (see `prometheus`).
 pub fn prometheus(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     let q = req.query(&FILTER_KEYS)?;
-    let filter = value_filter(&q);
-    let snap = app.values.snapshot(&filter, true);
-    let full = filter == Filter::default();
-    let text = super::prometheus::render(&snap, &app.info.hostname, full);
+    let snap = app.values.snapshot(&value_filter(&q), true);
+    let text = super::prometheus::render(&snap, &app.info.hostname);
     let mut resp = raw_json_response(StatusCode::OK, text.into_bytes());
     resp.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -257,15 +255,8 @@ pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<
     Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
-/// Notifications returned by one poll when no limit is given.
-const DEFAULT_NOTIFICATION_LIMIT: u64 = 1000;
-
-pub fn notifications(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
-    let q = req.query(&["since", "severity", "plugin", "limit"])?;
-    let since = q.u64("since", 0, u64::MAX - 1)?.unwrap_or(0);
-    let limit = q
-        .u64("limit", 1, 1_000_000)?
-        .unwrap_or(DEFAULT_NOTIFICATION_LIMIT);
+/// The `severity` and `plugin` query parameters of the notification routes.
+pub fn notification_filter(q: &Query) -> Result<NotificationFilter> {
     let severity = match q.get("severity") {
         None => None,
         Some(s) => Some(Severity::parse(s).ok_or_else(|| {
@@ -275,10 +266,22 @@ pub fn notifications(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
             )
         })?),
     };
-    let filter = NotificationFilter {
+    Ok(NotificationFilter {
         severity,
         plugin: q.get("plugin").map(String::from),
-    };
+    })
+}
+
+/// Notifications returned by one poll when no limit is given.
+const DEFAULT_NOTIFICATION_LIMIT: u64 = 1000;
+
+pub fn notifications(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
+    let q = req.query(&["since", "severity", "plugin", "limit"])?;
+    let since = q.u64("since", 0, u64::MAX - 1)?.unwrap_or(0);
+    let limit = q
+        .u64("limit", 1, 1_000_000)?
+        .unwrap_or(DEFAULT_NOTIFICATION_LIMIT);
+    let filter = notification_filter(&q)?;
     let page = app.notifications.read(since, &filter, limit as usize);
     #[derive(Serialize)]
     struct Out<'a> {

@@ -175,22 +175,24 @@ impl JsonOut {
         ];
         for (key, value) in KEYS.into_iter().zip(n.fields()) {
             self.raw(key);
-            if n.is_json_plain() {
-                self.plain_str(value);
-            } else {
-                self.str(value);
-            }
+            self.name_str(n, value);
+        }
+    }
+
+    /// A part of `n` (or all of it) as a JSON string: copied as is when
+    /// the name needs no escape.
+    fn name_str(&mut self, n: &MetricName, part: &str) {
+        if n.is_json_plain() {
+            self.plain_str(part);
+        } else {
+            self.str(part);
         }
     }
 
     /// A metric entry of `GET /v1/metrics`.
     pub fn metric(&mut self, e: &SnapEntry) {
         self.raw("{\"identifier\":");
-        if e.name.is_json_plain() {
-            self.plain_str(e.name.identifier());
-        } else {
-            self.str(e.name.identifier());
-        }
+        self.name_str(&e.name, e.name.identifier());
         self.name_fields(&e.name);
         self.raw(",\"time\":");
         self.f64(cdtime_to_secs(e.time));

@@ -22,7 +22,6 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::model::{cdtime_to_secs, DsType, MetricName, RawValue};
-use crate::store::values::SnapEntry;
 use crate::store::Snapshot;
 
 /// write_prometheus's default StalenessDelta: values with a longer interval
@@ -102,37 +101,20 @@ struct Layout {
     series: Vec<Series>,
 }
 
-/// The layout of the last full scrape, with what it was computed from: the
-/// snapshot's names (the same objects, in the same order) and data sets.
-/// While no metric comes or goes, the next full scrape has the same layout,
-/// and checking that is one pass instead of a sort of every series.
-struct CachedLayout {
-    names: Vec<MetricName>,
-    data_sets: Vec<usize>,
-    layout: Arc<Layout>,
-}
+/// The layout of the last full scrape and the snapshot order it was
+/// computed for (`Snapshot::order`): while no metric comes or goes, full
+/// reads keep that order, and so the layout; a data set cannot change
+/// without its metric being replaced.
+static LAST_LAYOUT: Mutex<Option<(u64, Arc<Layout>)>> = Mutex::new(None);
 
-static LAST_LAYOUT: Mutex<Option<CachedLayout>> = Mutex::new(None);
-
-fn cached_layout(snap: &Snapshot) -> Arc<Layout> {
-    let ds_of = |e: &SnapEntry| Arc::as_ptr(&e.ds) as usize;
-    if let Some(c) = LAST_LAYOUT.lock().as_ref() {
-        let same = c.names.len() == snap.entries.len()
-            && c.names
-                .iter()
-                .zip(&c.data_sets)
-                .zip(&snap.entries)
-                .all(|((n, &ds), e)| n.same_object(&e.name) && ds == ds_of(e));
-        if same {
-            return c.layout.clone();
+fn cached_layout(snap: &Snapshot, order: u64) -> Arc<Layout> {
+    if let Some((o, layout)) = LAST_LAYOUT.lock().as_ref() {
+        if *o == order {
+            return layout.clone();
         }
     }
     let layout = Arc::new(layout(snap));
-    *LAST_LAYOUT.lock() = Some(CachedLayout {
-        names: snap.entries.iter().map(|e| e.name.clone()).collect(),
-        data_sets: snap.entries.iter().map(ds_of).collect(),
-        layout: layout.clone(),
-    });
+    *LAST_LAYOUT.lock() = Some((order, layout.clone()));
     layout
 }
 
@@ -197,14 +179,12 @@ fn layout(snap: &Snapshot) -> Layout {
     Layout { families, series }
 }
 
-/// Renders the snapshot in the Prometheus text format (version 0.0.4).
-/// `full`: the snapshot holds every metric (no filter), whose layout is
-/// worth remembering for the next scrape.
-pub fn render(snap: &Snapshot, hostname: &str, full: bool) -> String {
-    let layout = if full {
-        cached_layout(snap)
-    } else {
-        Arc::new(layout(snap))
+/// Renders the snapshot in the Prometheus text format (version 0.0.4). The
+/// layout of a full read is remembered for the next scrape.
+pub fn render(snap: &Snapshot, hostname: &str) -> String {
+    let layout = match snap.order {
+        Some(order) => cached_layout(snap, order),
+        None => Arc::new(layout(snap)),
     };
     let (families, series) = (&layout.families, &layout.series);
     let mut out = String::with_capacity(series.len() * 96 + families.len() * 160);
@@ -400,9 +380,9 @@ mod tests {
             ["h", "df", "", "df_complex", "a\"b"],
             &[RawValue::gauge(3.0)],
         );
-        let text = render(&s.snapshot(&Filter::default(), true), "h", false);
+        let text = render(&s.snapshot(&Filter::default(), true), "h");
         for _ in 0..2 {
-            let again = render(&s.snapshot(&Filter::default(), true), "h", true);
+            let again = render(&s.snapshot(&Filter::default(), true), "h");
             assert_eq!(text, again, "the remembered layout");
         }
         let expected = "\

@@ -26,7 +26,6 @@ use super::json::NotificationJson;
 use super::request::ApiRequest;
 use super::Body;
 use crate::app::App;
-use crate::model::Severity;
 use crate::store::NotificationFilter;
 
 /// Events buffered per subscriber between its task and its socket.
@@ -74,19 +73,7 @@ pub fn subscribe(
 ) -> Result<Response<Body>, ApiError> {
     let q = req.query(&["since", "severity", "plugin"])?;
     let since = q.u64("since", 0, u64::MAX - 1)?;
-    let severity = match q.get("severity") {
-        None => None,
-        Some(s) => Some(Severity::parse(s).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                format!("severity must be failure, warning or okay, got {s:?}"),
-            )
-        })?),
-    };
-    let filter = NotificationFilter {
-        severity,
-        plugin: q.get("plugin").map(String::from),
-    };
+    let filter = super::handlers::notification_filter(&q)?;
     let cursor = start_cursor(app, req, since)?;
     let (tx, rx) = mpsc::channel(CHANNEL_EVENTS);
     tokio::spawn(feed(app.clone(), filter, cursor, tx, closing));
@@ -162,7 +149,7 @@ mod tests {
     use crate::app::AgentInfo;
     use crate::config::Config;
     use crate::control::Control;
-    use crate::model::Notification;
+    use crate::model::{Notification, Severity};
 
     fn app(buffer: usize) -> Arc<App> {
         let dir = std::env::temp_dir().join(format!("rest-stream-{}-{buffer}", std::process::id()));

@@ -225,7 +225,13 @@ pub struct ValueStore {
 struct OrderCache {
     names: Vec<MetricName>,
     sorted: Vec<u32>,
+    /// Unique in the process (see `Snapshot::order`).
+    generation: u64,
 }
+
+/// The generation the next order cache gets (process-wide, so that two
+/// stores never hand out the same one).
+static NEXT_ORDER_GENERATION: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
     static ID_BUF: RefCell<String> = RefCell::new(String::with_capacity(256));
@@ -253,6 +259,11 @@ pub struct Snapshot {
     /// The longest time this snapshot held one shard lock: what it may have
     /// made a write thread wait (measured, for the benchmark).
     pub max_lock_hold: std::time::Duration,
+    /// For a full read (no filter): a number shared by every full read that
+    /// copied the same metric objects in the same order, so that a reader
+    /// can reuse what it derived from an earlier one (the Prometheus
+    /// layout). None for filtered reads and history.
+    pub order: Option<u64>,
 }
 
 impl Snapshot {
@@ -494,7 +505,7 @@ impl ValueStore {
             }
         }
         if all {
-            self.sort_full_read(&mut snap.entries);
+            snap.order = Some(self.sort_full_read(&mut snap.entries));
         } else {
             snap.entries
                 .sort_unstable_by(|a, b| a.name.identifier().cmp(b.name.identifier()));
@@ -505,8 +516,8 @@ impl ValueStore {
     /// Sorts the entries of a full read by identifier, reusing the last full
     /// read's order when the same metrics were copied in the same order
     /// (sorting 100k identifiers costs tens of milliseconds; checking and
-    /// applying a known order, one pass).
-    fn sort_full_read(&self, entries: &mut Vec<SnapEntry>) {
+    /// applying a known order, one pass). Returns the order's generation.
+    fn sort_full_read(&self, entries: &mut Vec<SnapEntry>) -> u64 {
         let same = |c: &OrderCache| {
             c.names.len() == entries.len()
                 && c.names
@@ -516,10 +527,13 @@ impl ValueStore {
         };
         let cached = {
             let cache = self.order.lock();
-            cache.as_ref().filter(|c| same(c)).map(|c| c.sorted.clone())
+            cache
+                .as_ref()
+                .filter(|c| same(c))
+                .map(|c| (c.sorted.clone(), c.generation))
         };
-        let sorted = match cached {
-            Some(sorted) => sorted,
+        let (sorted, generation) = match cached {
+            Some(hit) => hit,
             None => {
                 let mut sorted: Vec<u32> = (0..entries.len() as u32).collect();
                 sorted.sort_unstable_by(|&a, &b| {
@@ -527,15 +541,18 @@ impl ValueStore {
                     a.identifier().cmp(b.identifier())
                 });
                 let names = entries.iter().map(|e| e.name.clone()).collect();
+                let generation = NEXT_ORDER_GENERATION.fetch_add(1, Ordering::Relaxed);
                 *self.order.lock() = Some(OrderCache {
                     names,
                     sorted: sorted.clone(),
+                    generation,
                 });
-                sorted
+                (sorted, generation)
             }
         };
         let mut slots: Vec<Option<SnapEntry>> = entries.drain(..).map(Some).collect();
         entries.extend(sorted.iter().filter_map(|&i| slots[i as usize].take()));
+        generation
     }
 
     /// Every sample after `since` (a sequence number; 0: from the start) of
@@ -672,6 +689,7 @@ impl ValueStore {
             values: e.values().collect(),
             rates: e.rates().to_vec(),
             max_lock_hold: Default::default(),
+            order: None,
         })
     }
 
