@@ -18,7 +18,10 @@ fn sigterm_stops_collectd_promptly_with_status_zero() {
     assert!(status.success(), "exit status {status}\n{}", c.all_output());
     assert!(took < Duration::from_secs(5), "shutdown took {took:?}");
     let log = c.log();
-    assert!(log.contains("rest: REST API stopped"), "{log}");
+    assert!(
+        log.contains("rest: REST API stopped; no thread of ours is left"),
+        "{log}"
+    );
     assert!(!log.contains("panic"), "{log}");
     // The port is closed.
     assert!(common::try_request(c.port, "GET", "/v1/health", &[], b"").is_err());

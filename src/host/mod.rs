@@ -429,6 +429,29 @@ fn stop_control_thread(app: &App, tid: libc::pthread_t) {
     }
 }
 
+/// Waits (up to `timeout`) until no thread of ours is left in the process:
+/// the control thread, the server thread and the HTTP runtime's threads,
+/// found by name in /proc/self/task. Err(names) if some are still there.
+fn threads_left(timeout: std::time::Duration) -> Result<(), Vec<String>> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut left = Vec::new();
+        for prefix in ["rest-http", "rest-server", "rest control"] {
+            match crate::readers::threads_named(std::path::Path::new("/proc/self/task"), prefix) {
+                Ok(tids) => left.extend(tids.into_iter().map(crate::readers::thread_name)),
+                Err(e) => return Err(vec![format!("(cannot read /proc/self/task: {e})")]),
+            }
+        }
+        if left.is_empty() {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(left);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 unsafe extern "C" fn shutdown_cb() -> c_int {
     guard("shutdown", || {
         let phase = std::mem::replace(&mut *STATE.lock(), Phase::Stopped);
@@ -441,7 +464,13 @@ unsafe extern "C" fn shutdown_cb() -> c_int {
             app.control.begin_shutdown();
             server.stop();
             stop_control_thread(&app, control_thread);
-            log::info!("REST API stopped");
+            match threads_left(std::time::Duration::from_secs(2)) {
+                Ok(()) => log::info!("REST API stopped; no thread of ours is left"),
+                Err(left) => log::warn!(
+                    "REST API stopped, but threads of ours are still running: {}",
+                    left.join(", ")
+                ),
+            }
         }
         0
     })
