@@ -39,8 +39,11 @@ pub trait Collectd {
     fn init(&self, plugin: &str) -> Result<(), String>;
     /// Unregisters every callback of `plugin` that collectd lets us
     /// unregister (read, write, flush, missing, notification, cache event,
-    /// init, log); config and shutdown callbacks stay.
-    fn unregister(&self, plugin: &str);
+    /// init, log); config and shutdown callbacks stay. A plugin that can
+    /// have callbacks on collectd's write threads is unregistered while
+    /// those are parked (crate::writers); Err if they did not all park in
+    /// time: then nothing changed, unless `force` (it is done anyway).
+    fn unregister(&self, plugin: &str, force: bool) -> Result<(), String>;
     /// After a failed load or start: `unregister`, and the shutdown callback
     /// too (the plugin never ran; its shutdown would fail at exit).
     fn discard(&self, plugin: &str);
@@ -242,6 +245,8 @@ pub mod tests {
         /// Plugins with their callbacks registered.
         pub running: Mutex<BTreeSet<String>>,
         pub fail_init: Mutex<BTreeSet<String>>,
+        /// Plugins whose unregistering finds the write threads busy.
+        pub busy_writers: Mutex<BTreeSet<String>>,
         pub calls: Mutex<Vec<String>>,
     }
 
@@ -360,9 +365,14 @@ pub mod tests {
             }
             Ok(())
         }
-        fn unregister(&self, plugin: &str) {
+        fn unregister(&self, plugin: &str, force: bool) -> Result<(), String> {
+            if !force && self.busy_writers.lock().contains(plugin) {
+                self.call(format!("unregister {plugin} refused"));
+                return Err("collectd's write threads did not all pause".into());
+            }
             self.call(format!("unregister {plugin}"));
             self.running.lock().remove(plugin);
+            Ok(())
         }
         fn discard(&self, plugin: &str) {
             self.call(format!("discard {plugin}"));

@@ -31,3 +31,4 @@ pub mod rules;
 pub mod state;
 pub mod store;
 pub mod tls;
+pub mod writers;

@@ -88,17 +88,11 @@ pub enum Quiet {
     Unknown(String),
 }
 
-/// Waits until every collectd read thread has been seen between reads, or
-/// `abort()` (collectd is shutting down: Busy).
-pub fn wait_until_between_reads(
-    timeout: Duration,
-    fallback: Duration,
-    abort: &dyn Fn() -> bool,
-) -> Quiet {
-    // The executable's mappings and collectd's read threads do not change
-    // while collectd runs: find them once.
+/// The executable's data ranges and collectd's read threads. They do not
+/// change while collectd runs: found once.
+fn found() -> &'static Result<Found, String> {
     static FOUND: OnceCell<Result<Found, String>> = OnceCell::new();
-    let found = FOUND.get_or_init(|| {
+    FOUND.get_or_init(|| {
         let exe = fs::read_link("/proc/self/exe")
             .map_err(|e| format!("/proc/self/exe: {e}"))?
             .to_string_lossy()
@@ -109,11 +103,20 @@ pub fn wait_until_between_reads(
         if ranges.is_empty() {
             return Err(format!("no data mapping of {exe}"));
         }
-        let tids = reader_threads(Path::new("/proc/self/task"))
+        let tids = threads_named(Path::new("/proc/self/task"), "reader#")
             .map_err(|e| format!("/proc/self/task: {e}"))?;
         Ok((ranges, tids))
-    });
-    let (ranges, mut pending) = match found {
+    })
+}
+
+/// Waits until every collectd read thread has been seen between reads, or
+/// `abort()` (collectd is shutting down: Busy).
+pub fn wait_until_between_reads(
+    timeout: Duration,
+    fallback: Duration,
+    abort: &dyn Fn() -> bool,
+) -> Quiet {
+    let (ranges, mut pending) = match found() {
         Ok((r, t)) => (r, t.clone()),
         Err(e) => return fallback_wait(fallback, e.clone()),
     };
@@ -147,6 +150,114 @@ pub fn wait_until_between_reads(
     }
 }
 
+/// Whether a /proc/<tid>/syscall line shows the thread in nanosleep or
+/// clock_nanosleep (collectd's main thread between its rounds).
+pub fn asleep(syscall_line: &str) -> bool {
+    let nr = syscall_line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<i64>().ok());
+    nr == Some(libc::SYS_clock_nanosleep) || nr == Some(libc::SYS_nanosleep)
+}
+
+/// The number of times a thread gave up the CPU, from /proc/<tid>/status
+/// text (voluntary plus involuntary context switches).
+pub fn switches(status: &str) -> Option<u64> {
+    let mut total = 0;
+    let mut found = 0;
+    for l in status.lines() {
+        if let Some(n) = l
+            .strip_prefix("voluntary_ctxt_switches:")
+            .or_else(|| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+        {
+            total += n.trim().parse::<u64>().ok()?;
+            found += 1;
+        }
+    }
+    (found == 2).then_some(total)
+}
+
+/// collectd's main thread and read threads, each seen parked (the main
+/// thread asleep between its rounds, a read thread on collectd's read
+/// condition) with its context-switch count. The main thread runs the
+/// "missing" and cache-expiry callbacks, and read threads may dispatch
+/// notifications, walking those lists without a lock.
+pub struct Parked(Vec<(u32, u64)>);
+
+impl Parked {
+    /// Whether none of these threads has run since the snapshot: each is
+    /// still parked and has not given up the CPU since (a thread that woke
+    /// and went back to sleep would have).
+    pub fn still(&self) -> bool {
+        let (ranges, _) = match found() {
+            Ok(f) => f,
+            Err(_) => return false,
+        };
+        self.0
+            .iter()
+            .all(|&(tid, count)| parked(tid, ranges) && snapshot_switches(tid) == Some(count))
+    }
+
+    pub fn threads(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn snapshot_switches(tid: u32) -> Option<u64> {
+    switches(&fs::read_to_string(format!("/proc/self/task/{tid}/status")).ok()?)
+}
+
+/// Whether `tid` is parked: the main thread (tid == pid) asleep, another
+/// thread waiting on a condition variable of the executable's.
+fn parked(tid: u32, ranges: &[(u64, u64)]) -> bool {
+    let Ok(line) = fs::read_to_string(format!("/proc/self/task/{tid}/syscall")) else {
+        return false;
+    };
+    if tid == std::process::id() {
+        asleep(&line)
+    } else {
+        idle_in(&line, libc::SYS_futex as u64, ranges)
+    }
+}
+
+/// Waits for a moment when collectd's main thread is asleep and, if that
+/// comes within `readers_for`, every read thread is between reads too;
+/// returns the snapshot (switch counts read before the states). Err after
+/// `timeout` without the main thread asleep, or if /proc cannot tell.
+pub fn parked_moment(timeout: Duration, readers_for: Duration) -> Result<Parked, String> {
+    let (ranges, readers) = found().as_ref().map_err(|e| e.clone())?;
+    let main = std::process::id();
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let with_readers = start.elapsed() < readers_for;
+        let tids: Vec<u32> = std::iter::once(main)
+            .chain(readers.iter().copied().filter(|_| with_readers))
+            .collect();
+        let counts: Vec<(u32, Option<u64>)> =
+            tids.iter().map(|&t| (t, snapshot_switches(t))).collect();
+        if counts
+            .iter()
+            .all(|&(t, c)| c.is_some() && parked(t, ranges))
+        {
+            return Ok(Parked(
+                counts
+                    .into_iter()
+                    .map(|(t, c)| (t, c.unwrap_or(0)))
+                    .collect(),
+            ));
+        }
+        if start.elapsed() >= timeout {
+            return Err(format!(
+                "collectd's main thread was never seen asleep within {} s",
+                timeout.as_secs_f64()
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(5));
+    }
+}
+
 fn fallback_wait(d: Duration, why: String) -> Quiet {
     std::thread::sleep(d);
     Quiet::Unknown(why)
@@ -159,8 +270,9 @@ pub fn thread_name(tid: u32) -> String {
         .unwrap_or_else(|_| format!("thread {tid}"))
 }
 
-/// Thread ids of collectd's read threads (named "reader#N").
-fn reader_threads(task_dir: &Path) -> std::io::Result<Vec<u32>> {
+/// Ids of the threads whose name starts with `prefix` (collectd's read
+/// threads are "reader#N", its write threads "writer#N").
+pub fn threads_named(task_dir: &Path, prefix: &str) -> std::io::Result<Vec<u32>> {
     let mut tids = Vec::new();
     for e in fs::read_dir(task_dir)? {
         let e = e?;
@@ -168,7 +280,7 @@ fn reader_threads(task_dir: &Path) -> std::io::Result<Vec<u32>> {
             continue;
         };
         let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if comm.starts_with("reader#") {
+        if comm.starts_with(prefix) {
             tids.push(tid);
         }
     }
@@ -188,6 +300,18 @@ mod tests {
 5654b8000000-5654b8100000 rw-p 00000000 00:00 0                          [heap]
 7f9971000000-7f9971100000 rw-p 00000000 00:00 0 
 ";
+
+    #[test]
+    fn sleep_and_switch_counts_from_proc() {
+        assert!(asleep("230 0x1 0x0 0x7ffc 0x7ffc 0x0 0x0 0x7ffc 0x7f"));
+        assert!(asleep("35 0x7ffc 0x7ffc 0x0 0x0 0x0 0x0 0x7ffc 0x7f"));
+        assert!(!asleep("202 0x5654b75ee488 0x189 0x0"));
+        assert!(!asleep("running"));
+        let status =
+            "Name:\tcollectd\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(switches(status), Some(15));
+        assert_eq!(switches("Name:\tx\nvoluntary_ctxt_switches:\t12\n"), None);
+    }
 
     #[test]
     fn finds_data_and_bss_of_the_executable() {

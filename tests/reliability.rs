@@ -275,7 +275,10 @@ fn sigterm_with_writers_and_subscribers_loses_nothing() {
         );
     }
     let log = c.log();
-    assert!(log.contains("rest: REST API stopped"), "{log}");
+    assert!(
+        log.contains("rest: REST API stopped; no thread of ours is left"),
+        "{log}"
+    );
     assert!(!log.contains("panic"), "{log}");
     assert!(t.answered > 0 && b.answered > 0, "nothing was answered");
     let c = respawn(c);
@@ -460,6 +463,30 @@ fn write_queue(c: &Collectd) -> Option<f64> {
     r.json()["values"].as_array()?.first()?["values"][0].as_f64()
 }
 
+/// collectd-tg sending to the network plugin on `udp`: `args` are its
+/// value lists, hosts, plugins and interval (-n -H -p -i). Returns once our
+/// API on `port` lists that many metrics.
+fn collectd_tg(port: u16, udp: u16, args: [&str; 4]) -> LoadGen {
+    let tg = LoadGen(
+        Command::new("collectd-tg")
+            .args(["-n", args[0], "-H", args[1], "-p", args[2], "-i", args[3]])
+            .args(["-d", "127.0.0.1", "-D", &udp.to_string()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("collectd-tg (package collectd-utils) must be installed"),
+    );
+    let n: usize = args[0].parse().unwrap();
+    common::wait_for(
+        &format!("{n} collectd-tg metrics"),
+        Duration::from_secs(30),
+        || {
+            let r = try_request(port, "GET", "/v1/metrics", &[], b"").ok()?;
+            (r.json()["metrics"].as_array()?.len() >= n).then_some(())
+        },
+    );
+    tg
+}
+
 /// Mixed load (issue 7, items 1 and 6): collectd-tg sends 10000 value lists
 /// every 0.5 s over UDP (20000 values/s asked) while 6 clients read every
 /// bulk route and single values as fast as they are answered, and a 7th
@@ -484,18 +511,7 @@ fn mixed_load() {
             )),
     );
     let port = c.port;
-    let _tg = LoadGen(
-        Command::new("collectd-tg")
-            .args(["-n", "10000", "-H", "100", "-p", "20", "-i", "0.5"])
-            .args(["-d", "127.0.0.1", "-D", &udp.to_string()])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("collectd-tg (package collectd-utils) must be installed"),
-    );
-    common::wait_for("10000 collectd-tg metrics", Duration::from_secs(30), || {
-        let r = try_request(port, "GET", "/v1/metrics", &[], b"").ok()?;
-        (r.json()["metrics"].as_array()?.len() >= 10_000).then_some(())
-    });
+    let _tg = collectd_tg(port, udp, ["10000", "100", "20", "0.5"]);
     let one = c.get("/v1/metrics?host=host0000").json()["metrics"][0]["identifier"]
         .as_str()
         .unwrap()
@@ -638,24 +654,9 @@ fn a_slow_write_plugin_does_not_stall_the_api() {
 
     // 3000 values in a burst: at 20 ms each on 5 write threads, about 12 s
     // of work for collectd's write threads.
-    let sock = std::os::unix::net::UnixStream::connect(c.socket()).unwrap();
-    let mut w = sock.try_clone().unwrap();
-    let feeder = std::thread::spawn(move || {
-        for i in 0..3000 {
-            let line = format!(
-                "PUTVAL \"{}/slow-{i}/gauge-v\" interval=60 N:{i}\n",
-                common::HOSTNAME
-            );
-            w.write_all(line.as_bytes()).unwrap();
-        }
+    putval_burst(&c, 3000, |i| {
+        format!("slow-{i}/gauge-v\" interval=60 N:{i}")
     });
-    let mut answers = std::io::BufReader::new(sock);
-    for _ in 0..3000 {
-        let mut l = String::new();
-        std::io::BufRead::read_line(&mut answers, &mut l).unwrap();
-        assert!(l.starts_with("0 "), "PUTVAL: {l}");
-    }
-    feeder.join().unwrap();
 
     // While collectd's write threads crawl through the burst:
     let (p50, p99) = latencies(c.port);
@@ -702,4 +703,245 @@ fn a_slow_write_plugin_does_not_stall_the_api() {
     assert!(!c.exited());
     assert!(!c.log().contains("panic"), "{}", c.log());
     let _ = std::fs::remove_dir_all(&modules);
+}
+
+/// Sends `n` PUTVALs through one unixsock connection as fast as collectd
+/// takes them (`rest(i)` is what follows `PUTVAL "host/`), and checks every
+/// answer.
+fn putval_burst(c: &Collectd, n: usize, rest: impl Fn(usize) -> String + Send + 'static) {
+    let sock = std::os::unix::net::UnixStream::connect(c.socket()).unwrap();
+    let mut w = sock.try_clone().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..n {
+            let line = format!("PUTVAL \"{}/{}\n", common::HOSTNAME, rest(i));
+            w.write_all(line.as_bytes()).unwrap();
+        }
+    });
+    let mut answers = std::io::BufReader::new(sock);
+    for _ in 0..n {
+        let mut l = String::new();
+        std::io::BufRead::read_line(&mut answers, &mut l).unwrap();
+        assert!(l.starts_with("0 "), "PUTVAL: {l}");
+    }
+    feeder.join().unwrap();
+}
+
+/// The write_prometheus metrics page of `port` (its own HTTP server).
+fn wp_metrics(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+/// Disabling a write plugin while collectd's write threads are inside it
+/// (issue 7). collectd 5.12 frees a write callback's list entry on
+/// unregister while write threads walk that list without a lock; the plugin
+/// parks every write thread before it unregisters (src/writers.rs). Here
+/// write_prometheus is toggled 30 times while collectd-tg sends 25,000
+/// values/s, metrics that expire make collectd's main thread call its
+/// "missing" callback, and two clients scrape write_prometheus (whose
+/// callbacks then wait for the scrape's lock). Every toggle answers 200; a value
+/// dispatched after each enable reaches write_prometheus, and none
+/// dispatched after a disable does.
+#[test]
+fn a_write_plugin_is_disabled_between_writes() {
+    let udp = common::free_port();
+    let wp = common::free_port();
+    let c = Collectd::start(
+        Setup::default()
+            .load(&["network", "write_prometheus"])
+            .extra(&format!(
+                "<Plugin network>\n  Listen \"127.0.0.1\" \"{udp}\"\n</Plugin>\n\
+                 <Plugin write_prometheus>\n  Port \"{wp}\"\n</Plugin>\n"
+            )),
+    );
+    let port = c.port;
+    let _tg = collectd_tg(port, udp, ["5000", "50", "10", "0.2"]);
+    // A fresh metric (its interval long enough never to go missing),
+    // through unixsock; returns once our API has it.
+    let probe = |tag: &str| {
+        c.putval(
+            &format!("fencecheck-{tag}/gauge"),
+            "interval=3600",
+            common::unix_now(),
+            "1",
+        );
+    };
+    let label = |tag: &str| format!("fencecheck=\"{tag}\"");
+    // write_prometheus gets a probe; after a re-enable its callback comes
+    // after ours, so this polls.
+    let reaches_wp = |tag: &str| {
+        common::wait_for(
+            &format!("write_prometheus to get the probe {tag}"),
+            Duration::from_secs(10),
+            || wp_metrics(wp).contains(&label(tag)).then_some(()),
+        )
+    };
+    probe("start");
+    reaches_wp("start");
+    let stop = AtomicBool::new(false);
+    let (scrapes, timings) = std::thread::scope(|s| {
+        // Values that expire: 100 new metrics with a 1 s interval every
+        // 0.2 s, so that collectd's main thread calls write_prometheus's
+        // "missing" callback for hundreds of values each second (it walks
+        // that list without a lock too). Not more: write_prometheus deletes
+        // each one with a linear search under its lock, and a main thread
+        // that falls behind never sleeps.
+        let expirer = s.spawn(|| {
+            let mut batch = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                putval_burst(&c, 100, move |k| {
+                    format!("expire-{batch}/gauge-{k}\" interval=1 N:1")
+                });
+                batch += 1;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            batch
+        });
+        let scrapers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        assert!(wp_metrics(wp).contains("200 OK"));
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut timings = Vec::new();
+        for round in 0..30 {
+            for op in ["disable", "enable"] {
+                let t = Instant::now();
+                let r = c.request(
+                    "POST",
+                    &format!("/v1/plugins/write_prometheus/{op}"),
+                    &[],
+                    b"",
+                );
+                timings.push(t.elapsed().as_secs_f64() * 1e3);
+                assert_eq!(r.status, 200, "round {round} {op}: {}", r.text());
+                let tag = format!("r{round}{op}");
+                probe(&tag);
+                if op == "enable" {
+                    reaches_wp(&tag);
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let scrapes: u32 = scrapers.into_iter().map(|t| t.join().unwrap()).sum();
+        let batches = expirer.join().unwrap();
+        assert!(batches > 0);
+        (scrapes, timings)
+    });
+    let mut sorted = timings.clone();
+    sorted.sort_by(f64::total_cmp);
+    eprintln!(
+        "60 toggles of write_prometheus under load: {scrapes} scrapes meanwhile; toggle \
+         p50 {:.1} ms, max {:.1} ms",
+        sorted[sorted.len() / 2],
+        sorted[sorted.len() - 1]
+    );
+    assert!(scrapes > 0);
+    // No value dispatched while write_prometheus was disabled reached it
+    // (each was dispatched after the disable answered, and long enough
+    // before this check for any write thread to have delivered it).
+    let page = wp_metrics(wp);
+    for round in 0..30 {
+        let tag = format!("r{round}disable");
+        assert!(!page.contains(&label(&tag)), "write_prometheus got {tag}");
+        assert!(page.contains(&label(&format!("r{round}enable"))));
+    }
+    assert!(!c.exited(), "collectd died: {}", c.log());
+    assert!(!c.log().contains("panic"), "{}", c.log());
+}
+
+/// Write threads stuck inside a write plugin: csv writes to collectd's
+/// standard output, which is a FIFO that no one reads, so once the pipe is
+/// full every write thread blocks in csv. The disable waits 5 s for the
+/// write threads, answers 409 with what it saw, and unregisters nothing;
+/// once the pipe is drained, the disable goes through.
+#[test]
+fn a_stuck_write_plugin_is_not_unregistered_under_a_thread() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = common::temp_dir("csv-stdout");
+    let stdout = dir.join("stdout.txt");
+    assert!(Command::new("mkfifo")
+        .arg(&stdout)
+        .status()
+        .unwrap()
+        .success());
+    // A reader that reads nothing (yet), opened without blocking, so that
+    // collectd's standard output can be opened on the FIFO.
+    const O_NONBLOCK: i32 = 0o4000; // x86-64 and aarch64 Linux
+    let pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&stdout)
+        .unwrap();
+    let setup = Setup::default()
+        .load(&["csv"])
+        .extra("<Plugin csv>\n  DataDir \"stdout\"\n</Plugin>\n");
+    let c = Collectd::spawn_in(setup, common::free_port(), dir);
+    c.wait_ready().unwrap();
+    // 2000 values, about 160 KB of csv output: more than the pipe holds.
+    putval_burst(&c, 2000, |i| {
+        format!("stuck-{i}/gauge-x\" interval=60 N:{i}")
+    });
+
+    let t = Instant::now();
+    let r = c.request("POST", "/v1/plugins/csv/disable", &[], b"");
+    let waited = t.elapsed();
+    eprintln!(
+        "disable with stuck write threads: {} after {waited:?}: {}",
+        r.status,
+        r.text()
+    );
+    r.assert_error(409, "conflict");
+    assert!(r.text().contains("write threads"), "{}", r.text());
+    assert!(waited >= Duration::from_millis(4900), "{waited:?}");
+    let state = |c: &Collectd| c.get("/v1/plugins/csv").json()["state"].clone();
+    assert_eq!(state(&c), json!("enabled"));
+    // The API stayed prompt meanwhile.
+    let t = Instant::now();
+    assert_eq!(c.get("/v1/health").status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1));
+
+    // Drain the pipe: the write threads go on, and the disable goes through.
+    let drain = std::thread::spawn(move || {
+        let mut pipe = pipe;
+        let mut n = 0usize;
+        let mut buf = [0u8; 65536];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) => return n,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+    });
+    let t = Instant::now();
+    let r = c.request("POST", "/v1/plugins/csv/disable", &[], b"");
+    eprintln!("disable once drained: {} after {:?}", r.status, t.elapsed());
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(state(&c), json!("disabled"));
+    // Every value of the burst reached our plugin too.
+    common::wait_for("the whole burst", Duration::from_secs(30), || {
+        let n = c.get("/v1/metrics?plugin=stuck").json()["metrics"]
+            .as_array()?
+            .len();
+        (n == 2000).then_some(())
+    });
+    let mut c = c;
+    assert!(c.terminate(Duration::from_secs(10)).success());
+    let bytes = drain.join().unwrap();
+    assert!(bytes > 65536, "csv wrote only {bytes} bytes");
+    assert!(!c.log().contains("panic"), "{}", c.log());
 }

@@ -184,12 +184,12 @@ impl Collectd for Daemon {
         self.loader.init(plugin)
     }
 
-    fn unregister(&self, plugin: &str) {
-        self.loader.unregister(plugin)
+    fn unregister(&self, plugin: &str, force: bool) -> Result<(), String> {
+        self.loader.unregister(plugin, force)
     }
 
     fn discard(&self, plugin: &str) {
-        self.loader.unregister(plugin);
+        let _ = self.loader.unregister(plugin, true);
         self.loader.unregister_shutdown(plugin);
     }
 

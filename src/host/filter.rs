@@ -43,6 +43,18 @@ unsafe extern "C" fn matches(
         }
         // SAFETY: collectd passes a valid value list for this call.
         let vl = unsafe { &*vl };
+        // A fence's marker (crate::writers): park this write thread until
+        // the fence opens, then drop the marker.
+        if crate::writers::FENCE.is_active() || is_marker_plugin(&vl.plugin) {
+            if let Some(token) = crate::writers::marker_token(
+                &field(&vl.plugin),
+                &field(&vl.plugin_instance),
+                &field(&vl.type_instance),
+            ) {
+                crate::writers::FENCE.park(token, crate::writers::PARK_CAP);
+                return ffi::FC_MATCH_MATCHES as c_int;
+            }
+        }
         // Both checks are one atomic load when nothing is held or listed.
         let held = app.plugins.hold.is_active()
             && app.plugins.hold.should_drop(&field(&vl.plugin), vl.time);
@@ -65,6 +77,15 @@ unsafe extern "C" fn matches(
         }
     }))
     .unwrap_or(no)
+}
+
+/// Whether a value's plugin field is the markers' ("rest"): a late marker
+/// of a fence that has opened is dropped too.
+fn is_marker_plugin(plugin: &[std::ffi::c_char]) -> bool {
+    let m = crate::writers::MARKER_PLUGIN.as_bytes();
+    plugin.len() > m.len()
+        && plugin[m.len()] == 0
+        && plugin[..m.len()].iter().zip(m).all(|(&c, &b)| c as u8 == b)
 }
 
 fn item(key: &str, value: &str, children: Vec<ConfigItem>) -> ConfigItem {

@@ -14,17 +14,36 @@ use super::convert;
 use crate::ffi;
 use crate::model::{secs_to_cdtime, ConfigItem};
 use crate::readers::{self, Quiet};
+use crate::writers;
 
 /// Plugins whose read callbacks are registered in a read group named after
 /// the plugin (collectd 5.12 sources): unregistering the group stops all
 /// their instances. For other plugins the group call would only log a
 /// warning.
-const READ_GROUP_PLUGINS: &[&str] = &["curl_xml", "lua", "postgresql"];
+const READ_GROUP_PLUGINS: &[&str] = &[
+    "curl_xml",
+    "ipmi",
+    "lua",
+    "memcached",
+    "nut",
+    "openvpn",
+    "perl",
+    "postgresql",
+    "python",
+    "redis",
+    "varnish",
+];
 
 /// How long to wait for the read threads before giving up.
 const READS_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wait when /proc cannot tell what the read threads do.
 const READS_FALLBACK: Duration = Duration::from_secs(1);
+/// How long to wait for collectd's write threads to park on a fence.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for collectd's main thread to be seen asleep, and for
+/// how much of that the read threads are waited for too.
+const MAIN_TIMEOUT: Duration = Duration::from_secs(2);
+const READERS_FOR: Duration = Duration::from_millis(500);
 
 pub struct Loader {
     plugin_dir: PathBuf,
@@ -33,6 +52,9 @@ pub struct Loader {
     /// Plugin context names: every callback registered under a context
     /// keeps its name pointer, so each is allocated once and never freed.
     ctx_names: Mutex<HashMap<String, &'static CStr>>,
+    /// Per plugin: which of collectd's threads may run its callbacks (see
+    /// `sides`).
+    sides: Mutex<HashMap<String, writers::Sides>>,
     /// True once collectd is shutting down: waits give up.
     stopping: Box<dyn Fn() -> bool + Send + Sync>,
 }
@@ -47,6 +69,7 @@ impl Loader {
             plugin_dir,
             work_dir,
             ctx_names: Mutex::new(HashMap::new()),
+            sides: Mutex::new(HashMap::new()),
             stopping,
         }
     }
@@ -159,6 +182,8 @@ impl Loader {
     /// is unregistered first (plugin_init_all would run them all again),
     /// and `plugin`'s own afterwards.
     pub fn init(&self, plugin: &str) -> Result<(), String> {
+        // Learn now, while starting it, what stopping it will need.
+        self.sides(plugin);
         for other in crate::plugins::installed(&self.plugin_dir) {
             if other == plugin {
                 continue;
@@ -185,7 +210,123 @@ impl Loader {
         }
     }
 
-    pub fn unregister(&self, plugin: &str) {
+    /// Unregisters `plugin`'s callbacks. If its shared object can register
+    /// callbacks that collectd's write threads call, that happens behind a
+    /// fence (crate::writers); if it can register callbacks that collectd's
+    /// main thread or read threads call, at a moment when those are parked
+    /// (crate::readers::parked_moment). Err if the threads did not all
+    /// park in time, and then nothing was unregistered, unless `force`:
+    /// then it is done anyway, with a warning.
+    pub fn unregister(&self, plugin: &str, force: bool) -> Result<(), String> {
+        let sides = self.sides(plugin);
+        let run = || -> Result<(), String> {
+            if !sides.other_threads {
+                self.unregister_now(plugin);
+                return Ok(());
+            }
+            let parked = readers::parked_moment(MAIN_TIMEOUT, READERS_FOR).map_err(|e| {
+                format!(
+                    "{e}; {plugin} may have callbacks that collectd calls without a lock \
+                     (missing values, notifications), so nothing was changed; try again"
+                )
+            })?;
+            self.unregister_now(plugin);
+            if !parked.still() {
+                log::warn!(
+                    "plugin {plugin}: one of collectd's main or read threads ran while its \
+                     missing and notification callbacks were unregistered; collectd walks \
+                     those lists without a lock"
+                );
+            }
+            Ok(())
+        };
+        let result = if sides.write_threads {
+            self.fenced(plugin, run)
+        } else {
+            run()
+        };
+        match result {
+            Err(e) if force => {
+                log::warn!("plugin {plugin}: {e}; unregistering its callbacks anyway");
+                self.unregister_now(plugin);
+                Ok(())
+            }
+            r => r,
+        }
+    }
+
+    /// Which of collectd's threads may run `plugin`'s callbacks. Read once
+    /// per plugin: the object collectd has loaded does not change while it
+    /// runs.
+    fn sides(&self, plugin: &str) -> writers::Sides {
+        if let Some(&known) = self.sides.lock().get(plugin) {
+            return known;
+        }
+        let path = self.plugin_dir.join(format!("{plugin}.so"));
+        let known =
+            std::fs::read(&path).map_or(writers::Sides::ALL, |so| writers::callback_sides(&so));
+        self.sides.lock().insert(plugin.to_string(), known);
+        known
+    }
+
+    /// Runs `f` while every collectd write thread is parked (see
+    /// crate::writers).
+    fn fenced(&self, plugin: &str, f: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+        let n = writers::writer_threads()
+            .map_err(|e| format!("cannot see collectd's write threads (/proc/self/task: {e})"))?
+            .len();
+        if n == 0 {
+            return Err("found no collectd write thread (\"writer#N\") to fence".into());
+        }
+        // SAFETY: a valid C string; collectd returns its own data set or NULL.
+        let ds = unsafe { ffi::plugin_get_ds(c"gauge".as_ptr()) };
+        // SAFETY: a non-NULL data set of collectd's, which lives as long as
+        // the daemon (runtime files keep TypesDB to /dev/null).
+        if ds.is_null() || unsafe { (*ds).ds_num } != 1 {
+            return Err(
+                "the fence's marker values need the type \"gauge\" (one data \
+                        source) in collectd's types.db"
+                    .into(),
+            );
+        }
+        let token = writers::FENCE.close();
+        // Opens the fence however this function returns.
+        struct Open;
+        impl Drop for Open {
+            fn drop(&mut self) {
+                writers::FENCE.open();
+            }
+        }
+        let _open = Open;
+        let mut value = ffi::value_t { gauge: 0.0 };
+        // SAFETY: value_list_t is plain data; all-zero is its empty value.
+        let mut vl: ffi::value_list_t = unsafe { std::mem::zeroed() };
+        vl.values = &mut value;
+        vl.values_len = 1;
+        convert::fill(&mut vl.plugin, writers::MARKER_PLUGIN);
+        convert::fill(&mut vl.plugin_instance, writers::MARKER_INSTANCE);
+        convert::fill(&mut vl.type_, "gauge");
+        convert::fill(&mut vl.type_instance, &token.to_string());
+        for _ in 0..n {
+            // SAFETY: a complete value list that outlives the call; collectd
+            // copies it onto its write queue (empty host, time and interval
+            // are filled in from hostname, now and our context).
+            unsafe { ffi::plugin_dispatch_values(&vl) };
+        }
+        match writers::FENCE.wait_parked(n, FENCE_TIMEOUT, &*self.stopping) {
+            Ok(()) => f(),
+            Err(_) if (self.stopping)() => Err("collectd is shutting down".into()),
+            Err(parked) => Err(format!(
+                "collectd's write threads did not all pause within {} s ({parked} of {n} \
+                 did): one is inside a write callback that blocks, or the write queue is \
+                 long. Unregistering {plugin}'s callbacks while a write thread may be \
+                 inside them could crash collectd, so nothing was changed; try again",
+                FENCE_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
+    fn unregister_now(&self, plugin: &str) {
         let name = self.ctx_name(plugin);
         let n = name.as_ptr();
         // SAFETY: valid C strings. Done in the plugin's own context, which

@@ -161,6 +161,64 @@ pub enum OpError {
 
 type OpResult<T> = Result<T, OpError>;
 
+/// Plugins of collectd 5.12 that register callbacks under names of their
+/// own making ("write_http/<node>", "python.<module>", "apache/<instance>",
+/// from their configuration; collectd 5.12 sources). Unregistering by the
+/// plugin's name would leave those running, and collectd cannot list them,
+/// so these plugins are not stopped at runtime. Plugins whose instance
+/// reads share a read group named after the plugin (and that name nothing
+/// else their own way) are not here: the group is unregistered.
+pub const INSTANCE_NAMED: &[&str] = &[
+    "amqp",
+    "amqp1",
+    "apache",
+    "curl",
+    "curl_jolokia",
+    "curl_json",
+    "dbi",
+    "java",
+    "lua",
+    "modbus",
+    "mqtt",
+    "mysql",
+    "netapp",
+    "openldap",
+    "perl",
+    "postgresql",
+    "python",
+    "routeros",
+    "snmp",
+    "tail",
+    "tail_csv",
+    "virt",
+    "write_graphite",
+    "write_http",
+    "write_kafka",
+    "write_mongodb",
+    "write_redis",
+    "write_riemann",
+    "write_sensu",
+    "write_syslog",
+    "write_tsdb",
+];
+
+pub fn instance_named(name: &str) -> bool {
+    INSTANCE_NAMED.contains(&name)
+}
+
+fn instance_named_reason(name: &str) -> String {
+    let how = match name {
+        "python" | "perl" | "java" | "lua" => {
+            "its scripts register callbacks under names of their own"
+        }
+        _ => "it registers a callback per configured instance, under names of its own",
+    };
+    format!(
+        "{how}, which collectd 5.12 cannot list, so unregistering {name} would leave \
+         them running"
+    )
+}
+
 /// A plugin name as PluginDir file names use them.
 pub fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
@@ -329,6 +387,25 @@ impl Manager {
         Ok(())
     }
 
+    /// A running plugin whose callbacks carry names of its own making
+    /// cannot be stopped at runtime (409).
+    fn refuse_instance_named(name: &str, what: &str) -> OpResult<()> {
+        if instance_named(name) {
+            return Err(OpError::Conflict(format!(
+                "plugin {name} cannot be {what} at runtime: {}; change collectd.conf and \
+                 restart collectd instead",
+                instance_named_reason(name)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Unregisters a running plugin's callbacks; 409 (and nothing changed)
+    /// if collectd's write threads could not be paused for it.
+    fn stop(c: &dyn Collectd, name: &str) -> OpResult<()> {
+        c.unregister(name, false).map_err(OpError::Conflict)
+    }
+
     fn record(&self, name: &str) -> Option<Record> {
         self.records.lock().get(name).cloned()
     }
@@ -478,8 +555,23 @@ impl Manager {
                     self.hold.forget(&name);
                     continue;
                 }
+                Origin::Config
+                    if (p.deleted || !p.enabled || p.config.is_some() || p.interval.is_some())
+                        && instance_named(&name) =>
+                {
+                    log::warn!(
+                        "plugin {name}: {}; it runs as collectd.conf says, and its persisted \
+                         state is forgotten",
+                        instance_named_reason(&name)
+                    );
+                    r.persisted = None;
+                    r.config = None;
+                    r.interval = None;
+                    r.state = PluginState::Enabled;
+                    changed = true;
+                }
                 Origin::Config if p.deleted || !p.enabled => {
-                    c.unregister(&name);
+                    let _ = c.unregister(&name, true);
                     self.hold.forget(&name);
                     if p.deleted {
                         r.origin = None;
@@ -490,7 +582,7 @@ impl Manager {
                     }
                 }
                 Origin::Config if p.config.is_some() || p.interval.is_some() => {
-                    c.unregister(&name);
+                    let _ = c.unregister(&name, true);
                     r.state = match self.start_loaded(c, &name, p.interval, p.config.as_deref()) {
                         Ok(()) => PluginState::Enabled,
                         Err(e) => {
@@ -578,12 +670,14 @@ impl Manager {
             (false, _, true) => self.load_fresh(c, name, r.interval, r.config.as_deref()),
             // Running.
             (true, PluginState::Enabled, true) if config_changed || interval_changed => {
-                c.unregister(name);
+                Self::refuse_instance_named(name, "reconfigured")?;
+                Self::stop(c, name)?;
                 self.start_loaded(c, name, interval, new_config.as_deref())
             }
             (true, PluginState::Enabled, true) => Ok(()),
             (true, PluginState::Enabled, false) => {
-                c.unregister(name);
+                Self::refuse_instance_named(name, "disabled")?;
+                Self::stop(c, name)?;
                 r.state = PluginState::Disabled;
                 self.apply_config_while_stopped(c, name, new_config.as_deref())
             }
@@ -688,7 +782,10 @@ impl Manager {
                 return Err(OpError::Conflict(format!("plugin {name} is not running")))
             }
             PluginState::Disabled => return Ok(Self::view(name, Some(&old))),
-            PluginState::Enabled => c.unregister(name),
+            PluginState::Enabled => {
+                Self::refuse_instance_named(name, "disabled")?;
+                Self::stop(c, name)?;
+            }
             // Its callbacks were unregistered when it failed.
             PluginState::Failed => {}
         }
@@ -714,7 +811,8 @@ impl Manager {
                 "plugin {name} is not enabled; enable it instead"
             )));
         }
-        c.unregister(name);
+        Self::refuse_instance_named(name, "restarted")?;
+        Self::stop(c, name)?;
         let interval = Self::interval_for(&old, observed_interval);
         let outcome = self.start_loaded(c, name, interval, None);
         let mut r = old;
@@ -731,7 +829,8 @@ impl Manager {
             .record(name)
             .unwrap_or_else(|| Record::new(PluginState::Available, None));
         if old.state == PluginState::Enabled {
-            c.unregister(name);
+            Self::refuse_instance_named(name, "deleted")?;
+            Self::stop(c, name)?;
         }
         let was_config = old.origin == Some(Origin::Config)
             || old

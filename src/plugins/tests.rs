@@ -456,3 +456,83 @@ fn corrupt_state_file_is_set_aside() {
     assert_eq!(state_of(&m, "cpu"), PluginState::Enabled);
     assert!(f.dir.join("state/plugins.json.corrupt").exists());
 }
+
+#[test]
+fn instance_named_plugins_are_not_stopped_at_runtime() {
+    let f = Fixture::new(
+        "instance-named",
+        &["write_http", "python", "cpu"],
+        &["write_http", "python"],
+    );
+    let m = f.manager();
+    f.fake.take_calls();
+    for name in ["write_http", "python"] {
+        for r in [
+            m.disable(&f.fake, name).map(|_| ()),
+            m.restart(&f.fake, name, None).map(|_| ()),
+            m.delete(&f.fake, name),
+            m.put(
+                &f.fake,
+                name,
+                PutRequest {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+                None,
+            )
+            .map(|_| ()),
+            m.put(
+                &f.fake,
+                name,
+                PutRequest {
+                    interval: Some(5.0),
+                    ..Default::default()
+                },
+                None,
+            )
+            .map(|_| ()),
+        ] {
+            let Err(OpError::Conflict(msg)) = r else {
+                panic!("{name}: {r:?}")
+            };
+            assert!(msg.contains("collectd.conf"), "{msg}");
+        }
+        assert_eq!(state_of(&m, name), PluginState::Enabled);
+    }
+    assert!(f.fake.take_calls().is_empty(), "nothing reached collectd");
+    // Enabling one that is not running is fine.
+    assert!(m.enable(&f.fake, "cpu", None).is_ok());
+}
+
+#[test]
+fn busy_write_threads_refuse_the_stop_and_change_nothing() {
+    let f = Fixture::new("busy-writers", &["csv"], &["csv"]);
+    let m = f.manager();
+    f.fake.busy_writers.lock().insert("csv".into());
+    let before = std::fs::read(f.dir.join("state/plugins.json")).ok();
+    for r in [
+        m.disable(&f.fake, "csv").map(|_| ()),
+        m.restart(&f.fake, "csv", None).map(|_| ()),
+        m.delete(&f.fake, "csv"),
+        m.put(
+            &f.fake,
+            "csv",
+            PutRequest {
+                interval: Some(5.0),
+                ..Default::default()
+            },
+            None,
+        )
+        .map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(OpError::Conflict(_))), "{r:?}");
+    }
+    assert_eq!(state_of(&m, "csv"), PluginState::Enabled);
+    assert!(f.fake.running.lock().contains("csv"));
+    assert_eq!(std::fs::read(f.dir.join("state/plugins.json")).ok(), before);
+    f.fake.busy_writers.lock().clear();
+    assert_eq!(
+        m.disable(&f.fake, "csv").unwrap().state,
+        PluginState::Disabled
+    );
+}
