@@ -192,6 +192,30 @@ fn putval_values_and_rates_agree_with_collectd() {
     assert_eq!(g["type"], "gauge");
     assert_eq!(g["type_instance"], "g");
     assert_eq!(g["meta"], serde_json::json!({"origin": "unit-test"}));
+    // Meta data equal to the previous value's is shared, different meta
+    // data is not (the write threads compare collectd's bytes).
+    for (tag, meta, want) in [
+        (
+            "h",
+            r#"meta:origin="\"unit-test\"""#,
+            serde_json::json!({"origin": "unit-test"}),
+        ),
+        (
+            "i",
+            r#"meta:origin="\"unit-tess\"""#,
+            serde_json::json!({"origin": "unit-tess"}),
+        ),
+        (
+            "j",
+            r#"meta:origin="\"unit-test\"" meta:more="\"x\"""#,
+            serde_json::json!({"origin": "unit-test", "more": "x"}),
+        ),
+        ("k", "", serde_json::json!({})),
+    ] {
+        put(&format!("meta-a/gauge-{tag}"), meta, t0, "1");
+        let v = value(&c, &format!("{HOSTNAME}/meta-a/gauge-{tag}")).unwrap();
+        assert_eq!(v["meta"], want, "gauge-{tag}: {v}");
+    }
 
     let id = |s: &str| format!("{HOSTNAME}/{s}");
     let wait_value = |s: &str, n: usize| {

@@ -158,20 +158,22 @@ unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option
     // SAFETY: toc is an array of n key pointers (each NULL or a strdup'ed
     // string) that stays allocated until it is freed below.
     let keys: &[*mut c_char] = unsafe { std::slice::from_raw_parts(toc, n as usize) };
-    // `built` stays None while every key so far equals `same_as`'s in turn.
+    // `built` stays None while every key so far equals `same_as`'s in turn;
+    // the comparison reads collectd's bytes, so an equal value list
+    // allocates and converts nothing.
     let mut built: Option<Meta> = None;
     let mut matched = 0;
     for &key in keys.iter().filter(|k| !k.is_null()) {
         // SAFETY: key is a valid C string from meta_data_toc; md is valid.
-        let Some(value) = (unsafe { meta_value(md, key) }) else {
+        let Some(value) = (unsafe { raw_meta_value(md, key) }) else {
             continue;
         };
         // SAFETY: as above.
-        let name = unsafe { cstr(key) };
+        let name = unsafe { CStr::from_ptr(key) }.to_bytes();
         if built.is_none() {
             let equal = same_as
                 .and_then(|m| m.get(matched))
-                .is_some_and(|(k, v)| *k == name && *v == value);
+                .is_some_and(|(k, v)| k.as_bytes() == name && value.equals(v));
             if equal {
                 matched += 1;
                 continue;
@@ -179,7 +181,7 @@ unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option
             built = Some(same_as.map_or_else(Vec::new, |m| m[..matched].to_vec()));
         }
         if let Some(b) = built.as_mut() {
-            b.push((name.into_owned(), value));
+            b.push((String::from_utf8_lossy(name).into_owned(), value.to_value()));
         }
     }
     let out = match (built, same_as) {
@@ -197,12 +199,68 @@ unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option
     out
 }
 
+/// A meta value as collectd returned it: a string stays in the copy
+/// meta_data_get_string made (freed on drop) until it is compared or
+/// converted.
+enum RawMeta {
+    String(*mut c_char),
+    Signed(i64),
+    Unsigned(u64),
+    Double(f64),
+    Boolean(bool),
+}
+
+impl RawMeta {
+    /// The bytes of a string value.
+    fn str_bytes(&self) -> &[u8] {
+        match *self {
+            // SAFETY: a non-NULL string from meta_data_get_string, alive
+            // (and unchanged) until this RawMeta is dropped.
+            RawMeta::String(p) => unsafe { CStr::from_ptr(p) }.to_bytes(),
+            _ => &[],
+        }
+    }
+
+    fn equals(&self, v: &MetaValue) -> bool {
+        match (self, v) {
+            (RawMeta::String(_), MetaValue::String(s)) => self.str_bytes() == s.as_bytes(),
+            (RawMeta::Signed(a), MetaValue::Signed(b)) => a == b,
+            (RawMeta::Unsigned(a), MetaValue::Unsigned(b)) => a == b,
+            (RawMeta::Double(a), MetaValue::Double(b)) => a == b,
+            (RawMeta::Boolean(a), MetaValue::Boolean(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn to_value(&self) -> MetaValue {
+        match *self {
+            RawMeta::String(_) => {
+                MetaValue::String(String::from_utf8_lossy(self.str_bytes()).into_owned())
+            }
+            RawMeta::Signed(v) => MetaValue::Signed(v),
+            RawMeta::Unsigned(v) => MetaValue::Unsigned(v),
+            RawMeta::Double(v) => MetaValue::Double(v),
+            RawMeta::Boolean(v) => MetaValue::Boolean(v),
+        }
+    }
+}
+
+impl Drop for RawMeta {
+    fn drop(&mut self) {
+        if let RawMeta::String(p) = *self {
+            // SAFETY: meta_data_get_string returned a strdup'ed copy that
+            // only this RawMeta holds.
+            unsafe { libc::free(p.cast::<c_void>()) };
+        }
+    }
+}
+
 /// # Safety
 /// `md` is a valid meta_data_t and `key` a valid C string.
-unsafe fn meta_value(md: *mut ffi::meta_data_t, key: *const c_char) -> Option<MetaValue> {
+unsafe fn raw_meta_value(md: *mut ffi::meta_data_t, key: *const c_char) -> Option<RawMeta> {
     // SAFETY: md and key are valid per this function's contract; each
     // getter writes to a local of the matching type; a string getter's
-    // result is a strdup'ed copy (or NULL) that we free.
+    // result is a strdup'ed copy (or NULL) that RawMeta frees.
     unsafe {
         match ffi::meta_data_type(md, key) as u32 {
             ffi::MD_TYPE_STRING => {
@@ -210,28 +268,24 @@ unsafe fn meta_value(md: *mut ffi::meta_data_t, key: *const c_char) -> Option<Me
                 if ffi::meta_data_get_string(md, key, &mut s) != 0 || s.is_null() {
                     return None;
                 }
-                let v = cstr(s).into_owned();
-                // meta_data_get_string returns a strdup'ed copy.
-                libc::free(s.cast::<c_void>());
-                Some(MetaValue::String(v))
+                Some(RawMeta::String(s))
             }
             ffi::MD_TYPE_SIGNED_INT => {
                 let mut v = 0i64;
-                (ffi::meta_data_get_signed_int(md, key, &mut v) == 0)
-                    .then_some(MetaValue::Signed(v))
+                (ffi::meta_data_get_signed_int(md, key, &mut v) == 0).then_some(RawMeta::Signed(v))
             }
             ffi::MD_TYPE_UNSIGNED_INT => {
                 let mut v = 0u64;
                 (ffi::meta_data_get_unsigned_int(md, key, &mut v) == 0)
-                    .then_some(MetaValue::Unsigned(v))
+                    .then_some(RawMeta::Unsigned(v))
             }
             ffi::MD_TYPE_DOUBLE => {
                 let mut v = 0f64;
-                (ffi::meta_data_get_double(md, key, &mut v) == 0).then_some(MetaValue::Double(v))
+                (ffi::meta_data_get_double(md, key, &mut v) == 0).then_some(RawMeta::Double(v))
             }
             ffi::MD_TYPE_BOOLEAN => {
                 let mut v = false;
-                (ffi::meta_data_get_boolean(md, key, &mut v) == 0).then_some(MetaValue::Boolean(v))
+                (ffi::meta_data_get_boolean(md, key, &mut v) == 0).then_some(RawMeta::Boolean(v))
             }
             _ => None,
         }
