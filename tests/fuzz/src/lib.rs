@@ -189,7 +189,9 @@ impl Collectd for StubCollectd {
             Ok(())
         }
     }
-    fn unregister(&self, _plugin: &str) {}
+    fn unregister(&self, _plugin: &str, _force: bool) -> Result<(), String> {
+        Ok(())
+    }
     fn discard(&self, _plugin: &str) {}
     fn wait_reads_done(&self) -> Result<(), String> {
         Ok(())
