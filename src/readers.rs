@@ -197,10 +197,6 @@ impl Parked {
             .iter()
             .all(|&(tid, count)| parked(tid, ranges) && snapshot_switches(tid) == Some(count))
     }
-
-    pub fn threads(&self) -> usize {
-        self.0.len()
-    }
 }
 
 fn snapshot_switches(tid: u32) -> Option<u64> {

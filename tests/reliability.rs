@@ -32,19 +32,6 @@ fn kill_9(c: &mut Collectd) {
     assert!(!status.success(), "collectd was killed: {status}");
 }
 
-/// A new collectd on the same directory and port (after a kill).
-fn respawn(c: Collectd) -> Collectd {
-    let mut c = c;
-    let dir = std::mem::take(&mut c.dir);
-    let (setup, port) = (c.setup.clone(), c.port);
-    drop(c);
-    let c = Collectd::spawn_in(setup, port, dir);
-    if let Err(log) = c.wait_ready() {
-        panic!("collectd did not come back after SIGKILL:\n{log}");
-    }
-    c
-}
-
 /// The ids in a list answer (`{"thresholds": [...]}` / `{"blacklist": [...]}`).
 fn ids(c: &Collectd, path: &str, key: &str) -> BTreeMap<String, Value> {
     let r = c.get(path);
@@ -207,7 +194,7 @@ fn acknowledged_changes_survive_sigkill() {
         );
         total_acked += t.answered + b.answered;
         assert!(state_files_parse(&state_dir(&c)) >= 1);
-        c = respawn(c);
+        c = c.respawn();
         assert_kept(
             &ids(&c, "/v1/thresholds", "thresholds"),
             &t,
@@ -281,7 +268,7 @@ fn sigterm_with_writers_and_subscribers_loses_nothing() {
     );
     assert!(!log.contains("panic"), "{log}");
     assert!(t.answered > 0 && b.answered > 0, "nothing was answered");
-    let c = respawn(c);
+    let c = c.respawn();
     assert_kept(&ids(&c, "/v1/thresholds", "thresholds"), &t, "threshold", 0);
     assert_kept(
         &ids(&c, "/v1/blacklist", "blacklist"),
@@ -385,26 +372,32 @@ fn wait_for_load_values(c: &Collectd) {
     });
 }
 
+/// Creates threshold `id` (warning_max `max`); expects 201.
+fn put_threshold(c: &Collectd, id: &str, max: u32) {
+    let body = format!(r#"{{"plugin": "p", "type": "gauge", "warning_max": {max}}}"#);
+    let r = c.request(
+        "PUT",
+        &format!("/v1/thresholds/{id}"),
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
 /// A state file damaged by hand: collectd starts, logs what happened, keeps
 /// the damaged file aside (name.corrupt) and starts without it; the API
 /// works and saves a good file again.
 #[test]
 fn a_damaged_state_file_is_kept_aside() {
     let c = Collectd::start(Setup::default());
-    let r = c.request(
-        "PUT",
-        "/v1/thresholds/t1",
-        &[("Content-Type", "application/json")],
-        br#"{"plugin": "p", "type": "gauge", "warning_max": 1}"#,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    put_threshold(&c, "t1", 1);
     let mut c = c;
     let status = c.terminate(Duration::from_secs(10));
     assert!(status.success());
     let file = state_dir(&c).join("thresholds.json");
     assert!(file.exists(), "thresholds.json was written");
     std::fs::write(&file, b"{\"version\": 1, \"thre").unwrap();
-    let c = respawn(c);
+    let c = c.respawn();
     let line = c.wait_log("does not parse");
     assert!(
         line.contains("thresholds.json") && line.contains("thresholds.json.corrupt"),
@@ -417,13 +410,7 @@ fn a_damaged_state_file_is_kept_aside() {
         "the damaged file is kept as it was"
     );
     assert!(ids(&c, "/v1/thresholds", "thresholds").is_empty());
-    let r = c.request(
-        "PUT",
-        "/v1/thresholds/t2",
-        &[("Content-Type", "application/json")],
-        br#"{"plugin": "p", "type": "gauge", "warning_max": 2}"#,
-    );
-    assert_eq!(r.status, 201, "{}", r.text());
+    put_threshold(&c, "t2", 2);
     assert!(state_files_parse(&state_dir(&c)) >= 1);
     assert_eq!(ids(&c, "/v1/thresholds", "thresholds").len(), 1);
 }

@@ -310,6 +310,12 @@ impl Collectd {
     pub fn restart(mut self) -> Collectd {
         let status = self.terminate(Duration::from_secs(10));
         assert!(status.success(), "collectd exited with {status}");
+        self.respawn()
+    }
+
+    /// Starts a new collectd on the same directory and port, once this one
+    /// has exited (terminated or killed); waits until the API answers.
+    pub fn respawn(mut self) -> Collectd {
         let dir = std::mem::take(&mut self.dir);
         let (setup, port) = (self.setup.clone(), self.port);
         drop(self);

@@ -46,14 +46,7 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(parse_identifier(&id).as_ref(), Some(&f), "{s:?} -> {id:?}");
         let name = MetricName::new([&f[0], &f[1], &f[2], &f[3], &f[4]]);
         assert_eq!(name.identifier(), id);
-        let back = [
-            name.host(),
-            name.plugin(),
-            name.plugin_instance(),
-            name.type_(),
-            name.type_instance(),
-        ];
-        assert_eq!(back, [&f[0], &f[1], &f[2], &f[3], &f[4]]);
+        assert_eq!(name.fields(), [&f[0], &f[1], &f[2], &f[3], &f[4]]);
     }
 
     // Any five strings (NUL-separated) make a name that gives them back,
@@ -61,14 +54,7 @@ fuzz_target!(|data: &[u8]| {
     let mut parts = s.splitn(5, '\0');
     let f: [&str; 5] = std::array::from_fn(|_| parts.next().unwrap_or(""));
     let name = MetricName::new(f);
-    let back = [
-        name.host(),
-        name.plugin(),
-        name.plugin_instance(),
-        name.type_(),
-        name.type_instance(),
-    ];
-    assert_eq!(back, f.map(|x| truncate(x, MAX_NAME_LEN)), "{f:?}");
+    assert_eq!(name.fields(), f.map(|x| truncate(x, MAX_NAME_LEN)), "{f:?}");
 
     let plugin_route = valid_name(s);
     let flush_plugin = valid_plugin_name(s);
