@@ -86,7 +86,7 @@ fn main() {
         .allowlist_function("plugin_.*")
         .allowlist_function("cf_.*")
         .allowlist_function("global_option_get")
-        .allowlist_function("meta_data_(toc|type|get_.*)")
+        .allowlist_function("meta_data_(toc|type|get_.*|create|destroy|add_.*)")
         .allowlist_function("uc_get_rate_by_name")
         .allowlist_function("fc_.*")
         .allowlist_function("oconfig_parse_file|oconfig_free")

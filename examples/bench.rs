@@ -189,7 +189,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
@@ -199,7 +198,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rest::http::json::JsonOut;
-use rest::model::{DataSet, DataSource, DsType, RawValue, ValueListRef};
+use rest::model::{DataSet, DataSource, DsType, MetaRef, RawValue, ValueListRef};
 use rest::store::{Filter, Update, ValueStore};
 
 use common::{Collectd, Setup};
@@ -467,15 +466,15 @@ fn gauge_set() -> DataSet {
 
 fn vl<'a>(n: &'a Name, values: &'a [RawValue], time: u64) -> ValueListRef<'a> {
     ValueListRef {
-        host: Cow::Borrowed(&n.host),
-        plugin: Cow::Borrowed(&n.plugin),
-        plugin_instance: Cow::Borrowed(""),
-        type_: Cow::Borrowed("gauge"),
-        type_instance: Cow::Borrowed(&n.type_instance),
+        host: n.host.as_bytes(),
+        plugin: n.plugin.as_bytes(),
+        plugin_instance: b"",
+        type_: b"gauge",
+        type_instance: n.type_instance.as_bytes(),
         values,
         time,
         interval: INTERVAL,
-        meta: None,
+        meta: MetaRef::Absent,
     }
 }
 

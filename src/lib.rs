@@ -14,6 +14,9 @@
 
 pub mod app;
 pub mod auth;
+/// The write path's coarse monotonic clock, in unit-test builds too.
+#[path = "host/clock.rs"]
+pub mod clock;
 pub mod config;
 pub mod control;
 #[cfg(not(test))]

@@ -140,34 +140,126 @@ pub enum MetaValue {
 pub type Meta = Vec<(String, MetaValue)>;
 
 /// A value list as the write callback sees it, borrowing collectd's memory.
+/// The name fields are collectd's bytes (up to their NUL), not yet checked
+/// for UTF-8: the write path compares them with a known metric's name as
+/// they are, and converts them only for a metric it has not seen.
 #[derive(Debug)]
 pub struct ValueListRef<'a> {
-    pub host: Cow<'a, str>,
-    pub plugin: Cow<'a, str>,
-    pub plugin_instance: Cow<'a, str>,
-    pub type_: Cow<'a, str>,
-    pub type_instance: Cow<'a, str>,
+    pub host: &'a [u8],
+    pub plugin: &'a [u8],
+    pub plugin_instance: &'a [u8],
+    pub type_: &'a [u8],
+    pub type_instance: &'a [u8],
     pub values: &'a [RawValue],
     pub time: CdTime,
     pub interval: CdTime,
-    /// Converted only when collectd attached meta data; shared with the
-    /// previous value list's when equal (see host::convert).
-    pub meta: Option<Arc<Meta>>,
+    pub meta: MetaRef<'a>,
 }
 
-impl ValueListRef<'_> {
-    /// Writes the collectd identifier (host/plugin[-pi]/type[-ti]) into `out`.
-    pub fn write_identifier(&self, out: &mut String) {
-        write_identifier(
-            out,
-            [
-                &self.host,
-                &self.plugin,
-                &self.plugin_instance,
-                &self.type_,
-                &self.type_instance,
-            ],
-        );
+/// A value list's meta data, as the write path gets it.
+#[derive(Clone)]
+pub enum MetaRef<'a> {
+    /// No meta data attached.
+    Absent,
+    /// Already converted (tests, benchmarks).
+    Converted(Arc<Meta>),
+    /// Still in collectd's memory: the store compares it there with what the
+    /// metric holds, and has it converted only when it differs.
+    InCollectd(&'a dyn MetaSource),
+}
+
+/// Meta data that can be compared without converting it.
+pub trait MetaSource {
+    /// Whether it equals `m`.
+    fn equals(&self, m: &Meta) -> bool;
+    /// It, converted (shared with an equal copy where one is at hand).
+    fn to_shared(&self) -> Arc<Meta>;
+}
+
+impl MetaRef<'_> {
+    /// What a metric that held `current` holds after this value: None if
+    /// unchanged (nothing converted, no reference count touched).
+    pub fn replacing(&self, current: Option<&Arc<Meta>>) -> Option<Option<Arc<Meta>>> {
+        match (self, current) {
+            (MetaRef::Absent, None) => None,
+            (MetaRef::Absent, Some(_)) => Some(None),
+            (MetaRef::Converted(new), Some(old)) if Arc::ptr_eq(new, old) => None,
+            (MetaRef::Converted(new), _) => Some(Some(new.clone())),
+            (MetaRef::InCollectd(src), Some(old)) if src.equals(old) => None,
+            (MetaRef::InCollectd(src), _) => Some(Some(src.to_shared())),
+        }
+    }
+
+    /// It, converted, for a new metric.
+    pub fn to_option(&self) -> Option<Arc<Meta>> {
+        self.replacing(None).flatten()
+    }
+}
+
+impl std::fmt::Debug for MetaRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MetaRef::Absent => f.write_str("Absent"),
+            MetaRef::Converted(m) => f.debug_tuple("Converted").field(m).finish(),
+            MetaRef::InCollectd(_) => f.write_str("InCollectd"),
+        }
+    }
+}
+
+impl<'a> ValueListRef<'a> {
+    /// The five name fields, in identifier order.
+    pub fn fields(&self) -> [&'a [u8]; 5] {
+        [
+            self.host,
+            self.plugin,
+            self.plugin_instance,
+            self.type_,
+            self.type_instance,
+        ]
+    }
+
+    /// The byte length of `write_raw_identifier`'s output.
+    pub fn raw_identifier_len(&self) -> usize {
+        let cut = |f: &[u8]| f.len().min(MAX_NAME_LEN);
+        let opt = |f: &[u8]| if f.is_empty() { 0 } else { 1 + cut(f) };
+        cut(self.host)
+            + 1
+            + cut(self.plugin)
+            + opt(self.plugin_instance)
+            + 1
+            + cut(self.type_)
+            + opt(self.type_instance)
+    }
+
+    /// Writes the collectd identifier (host/plugin[-pi]/type[-ti]) of the
+    /// raw fields, each cut at MAX_NAME_LEN bytes, into `out`, which is
+    /// `raw_identifier_len()` bytes long.
+    pub fn write_raw_identifier(&self, out: &mut [u8]) {
+        let mut len = 0;
+        let mut put = |bytes: &[u8], sep: Option<u8>| {
+            if let Some(sep) = sep {
+                out[len] = sep;
+                len += 1;
+            }
+            let n = bytes.len().min(MAX_NAME_LEN);
+            out[len..len + n].copy_from_slice(&bytes[..n]);
+            len += n;
+        };
+        put(self.host, None);
+        put(self.plugin, Some(b'/'));
+        if !self.plugin_instance.is_empty() {
+            put(self.plugin_instance, Some(b'-'));
+        }
+        put(self.type_, Some(b'/'));
+        if !self.type_instance.is_empty() {
+            put(self.type_instance, Some(b'-'));
+        }
+    }
+
+    /// The metric's name, with invalid UTF-8 in a field replaced.
+    pub fn name(&self) -> MetricName {
+        let f = self.fields().map(String::from_utf8_lossy);
+        MetricName::new([&f[0], &f[1], &f[2], &f[3], &f[4]])
     }
 }
 

@@ -216,6 +216,13 @@ fn putval_values_and_rates_agree_with_collectd() {
         let v = value(&c, &format!("{HOSTNAME}/meta-a/gauge-{tag}")).unwrap();
         assert_eq!(v["meta"], want, "gauge-{tag}: {v}");
     }
+    // The write path read all of that by walking collectd's meta data list
+    // directly, once its layout was checked against collectd's own API.
+    let log = c.log();
+    assert!(
+        log.contains("meta data: reading collectd's list directly (layout checked)"),
+        "{log}"
+    );
 
     let id = |s: &str| format!("{HOSTNAME}/{s}");
     let wait_value = |s: &str, n: usize| {

@@ -1,14 +1,14 @@
 //! Conversions between collectd's C structures and our owned types.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::Arc;
+use std::mem::MaybeUninit;
 
+use super::meta::InCollectd;
 use crate::ffi;
 use crate::model::{
-    CdTime, ConfigItem, ConfigValue, DataSetLike, DataSource, DsType, Meta, MetaValue,
-    Notification, RawValue, Severity, ValueListRef,
+    CdTime, ConfigItem, ConfigValue, DataSetLike, DataSource, DsType, Meta, MetaRef, MetaValue,
+    Notification, RawValue, Severity, ValueListRef, MAX_NAME_LEN,
 };
 
 /// A fixed-size C char array (NUL-terminated within it, or full) as text.
@@ -84,11 +84,90 @@ impl DataSetLike for HostDataSet<'_> {
     }
 }
 
-/// Borrows a value list; converts its meta data only if it has any.
+/// The bytes of a fixed-size C char array, up to its NUL (or all of it).
+#[cfg(not(target_arch = "x86_64"))]
+fn field_bytes(buf: &[c_char]) -> &[u8] {
+    // SAFETY: the array is readable for its length; strnlen reads no
+    // further than that.
+    let len = unsafe { libc::strnlen(buf.as_ptr(), buf.len()) };
+    // SAFETY: c_char and u8 have the same size and alignment; `len` is at
+    // most the array's length.
+    unsafe { std::slice::from_raw_parts(buf.as_ptr().cast(), len) }
+}
+
+/// The size of collectd's name fields (DATA_MAX_NAME_LEN).
+const FIELD: usize = 128;
+
+/// Room for the longest identifier (five fields cut at MAX_NAME_LEN, four
+/// separators) and for the 16-byte chunks `copy_field` stores past a
+/// field's end.
+const ID_BUF: usize = 5 * MAX_NAME_LEN + 4 + FIELD;
+
+/// Where the write callback builds an identifier: on the stack, and not
+/// cleared first (only the bytes written are read).
+pub struct IdBuf(MaybeUninit<[u8; ID_BUF]>);
+
+impl IdBuf {
+    pub fn new() -> IdBuf {
+        IdBuf(MaybeUninit::uninit())
+    }
+}
+
+/// Copies the text of a name field (up to its NUL, or all 128 bytes) to
+/// `out`, 16 bytes at a time, and returns its length: finding the end and
+/// copying in one pass, where strnlen and then a copy would read it twice.
+/// It may store up to a chunk past the text; later writes overwrite that.
+///
+/// # Safety
+/// `out` is valid for writes of FIELD bytes.
+#[inline(always)]
+unsafe fn copy_field(field: &[c_char; FIELD], out: *mut u8) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{
+            __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_setzero_si128,
+            _mm_storeu_si128,
+        };
+        let src = field.as_ptr().cast::<u8>();
+        let mut off = 0;
+        while off < FIELD {
+            // SAFETY: off + 16 <= FIELD, so the load stays inside the field
+            // and the store inside `out` (valid for FIELD bytes); unaligned
+            // loads and stores are what loadu/storeu are for; SSE2 is part
+            // of x86_64's baseline.
+            let nul = unsafe {
+                let chunk = _mm_loadu_si128(src.add(off).cast::<__m128i>());
+                _mm_storeu_si128(out.add(off).cast::<__m128i>(), chunk);
+                _mm_movemask_epi8(_mm_cmpeq_epi8(chunk, _mm_setzero_si128())) as u32
+            };
+            if nul != 0 {
+                return off + nul.trailing_zeros() as usize;
+            }
+            off += 16;
+        }
+        FIELD
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let text = field_bytes(field);
+        // SAFETY: `out` is valid for FIELD bytes, text.len() <= FIELD, and
+        // `out` (our buffer) does not overlap collectd's value list.
+        unsafe { std::ptr::copy_nonoverlapping(text.as_ptr(), out, text.len()) };
+        text.len()
+    }
+}
+
+/// Borrows a value list (with `meta`, its meta data if it has any), and
+/// writes its identifier (as `ValueListRef::write_raw_identifier` would)
+/// into `buf`; returns both.
 ///
 /// # Safety
 /// `vl` is a value list collectd passed to a callback that is still running.
-pub unsafe fn value_list(vl: &ffi::value_list_t) -> ValueListRef<'_> {
+pub unsafe fn value_list<'a>(
+    vl: &'a ffi::value_list_t,
+    buf: &'a mut IdBuf,
+    meta: Option<&'a InCollectd>,
+) -> (ValueListRef<'a>, &'a [u8]) {
     let values: &[RawValue] = if vl.values.is_null() || vl.values_len == 0 {
         &[]
     } else {
@@ -97,60 +176,62 @@ pub unsafe fn value_list(vl: &ffi::value_list_t) -> ValueListRef<'_> {
         // values at `values` for the duration of the callback.
         unsafe { std::slice::from_raw_parts(vl.values.cast::<RawValue>(), vl.values_len) }
     };
-    ValueListRef {
-        host: field(&vl.host),
-        plugin: field(&vl.plugin),
-        plugin_instance: field(&vl.plugin_instance),
-        type_: field(&vl.type_),
-        type_instance: field(&vl.type_instance),
+    let out = buf.0.as_mut_ptr().cast::<u8>();
+    let mut lens = [0usize; 5];
+    // SAFETY: the buffer has ID_BUF >= FIELD bytes.
+    lens[0] = unsafe { copy_field(&vl.host, out) };
+    let mut pos = lens[0].min(MAX_NAME_LEN);
+    // "/plugin", "-plugin_instance" if any, "/type", "-type_instance" if any.
+    let rest = [
+        (&vl.plugin, b'/', false),
+        (&vl.plugin_instance, b'-', true),
+        (&vl.type_, b'/', false),
+        (&vl.type_instance, b'-', true),
+    ];
+    for (i, (field, sep, optional)) in rest.into_iter().enumerate() {
+        // SAFETY: pos <= 4 * (MAX_NAME_LEN + 1), so `out + pos + 1` has at
+        // least FIELD bytes of the buffer left (ID_BUF).
+        let len = unsafe { copy_field(field, out.add(pos + 1)) };
+        lens[i + 1] = len;
+        let len = len.min(MAX_NAME_LEN);
+        if len > 0 || !optional {
+            // SAFETY: inside the buffer, as above.
+            unsafe { out.add(pos).write(sep) };
+            pos += 1 + len;
+        }
+    }
+    // SAFETY: bytes 0..pos were all written above (each field's text and
+    // the separators between them) and the buffer outlives 'a.
+    let id = unsafe { std::slice::from_raw_parts(out.cast_const(), pos) };
+    // SAFETY: c_char and u8 have the same size and alignment; each length
+    // is at most the field's size.
+    let text = |f: &'a [c_char; FIELD], len: usize| unsafe {
+        std::slice::from_raw_parts(f.as_ptr().cast::<u8>(), len)
+    };
+    let vlr = ValueListRef {
+        host: text(&vl.host, lens[0]),
+        plugin: text(&vl.plugin, lens[1]),
+        plugin_instance: text(&vl.plugin_instance, lens[2]),
+        type_: text(&vl.type_, lens[3]),
+        type_instance: text(&vl.type_instance, lens[4]),
         values,
         time: vl.time,
         interval: vl.interval,
-        meta: if vl.meta.is_null() {
-            None
-        } else {
-            // SAFETY: a non-NULL meta pointer of the value list we borrow.
-            Some(unsafe { shared_meta_data(vl.meta) })
+        meta: match meta {
+            Some(m) => MetaRef::InCollectd(m),
+            None => MetaRef::Absent,
         },
-    }
+    };
+    (vlr, id)
 }
 
-thread_local! {
-    /// The meta data this write thread converted last.
-    static LAST_META: RefCell<Option<Arc<Meta>>> = const { RefCell::new(None) };
-}
-
-/// The meta data of a value list, shared with the previous value list's
-/// (on this thread) when equal. Values received by the network plugin all
-/// carry the same `network:received`: they then share one copy instead of
-/// allocating one per value, and a full read finds it in the CPU cache.
+/// Reads every key of a meta_data_t through collectd's API, in collectd's
+/// order; None if it equals `same_as` (then nothing is converted). The write
+/// path uses it only where host::meta cannot walk the list directly.
 ///
 /// # Safety
 /// `md` is a valid meta_data_t for the duration of the call.
-unsafe fn shared_meta_data(md: *mut ffi::meta_data_t) -> Arc<Meta> {
-    LAST_META.with(|last| {
-        let mut last = last.borrow_mut();
-        // SAFETY: md is valid per this function's contract.
-        let meta = unsafe { meta_data(md, last.as_deref()) };
-        match (meta, last.as_ref()) {
-            (None, Some(same)) => same.clone(),
-            (Some(m), _) => {
-                let m = Arc::new(m);
-                *last = Some(m.clone());
-                m
-            }
-            // meta_data returns None only when it equals `last`
-            (None, None) => Arc::new(Vec::new()),
-        }
-    })
-}
-
-/// Reads every key of a meta_data_t, in collectd's order; None if it equals
-/// `same_as` (then nothing is converted).
-///
-/// # Safety
-/// `md` is a valid meta_data_t for the duration of the call.
-unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option<Meta> {
+pub(super) unsafe fn meta_data(md: *mut ffi::meta_data_t, same_as: Option<&Meta>) -> Option<Meta> {
     let mut toc: *mut *mut c_char = std::ptr::null_mut();
     // SAFETY: md is valid; meta_data_toc allocates `toc` and each key with
     // malloc/strdup and returns how many there are (or < 0 on error).

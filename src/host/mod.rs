@@ -18,6 +18,7 @@ mod daemon;
 mod filter;
 mod loader;
 mod logging;
+mod meta;
 mod signals;
 
 use std::ffi::{c_char, c_int, c_void};
@@ -325,13 +326,19 @@ unsafe extern "C" fn write_cb(
         if ds.is_null() || vl.is_null() {
             return -1;
         }
+        let mut id = convert::IdBuf::new();
         // SAFETY: collectd passes a valid data set and value list that stay
-        // alive and unchanged for the duration of this call.
-        let (ds, vl) = unsafe { (&*ds, convert::value_list(&*vl)) };
+        // alive and unchanged for the duration of this call; `meta` is
+        // dropped before it returns.
+        let (ds, vl) = unsafe { (&*ds, &*vl) };
+        // SAFETY: as above.
+        let meta = (!vl.meta.is_null()).then(|| unsafe { meta::InCollectd::new(vl.meta) });
+        // SAFETY: as above.
+        let (vl, id) = unsafe { convert::value_list(vl, &mut id, meta.as_ref()) };
         if app.info.fault_plugin.is_some() {
-            app.info.fault_check(&vl.plugin);
+            app.info.fault_check(&String::from_utf8_lossy(vl.plugin));
         }
-        let (_, event) = app.values.record(&convert::HostDataSet(ds), vl);
+        let (_, event) = app.values.record_id(&convert::HostDataSet(ds), &vl, id);
         // A threshold state changed: notify, with no lock of ours held.
         if let Some(n) = event {
             if let Err(e) = daemon::dispatch(&n) {

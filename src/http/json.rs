@@ -275,10 +275,9 @@ impl Serialize for MetaValueJson<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DataSet, DataSource, RawValue, ValueListRef};
+    use crate::model::{DataSet, DataSource, MetaRef, RawValue, ValueListRef};
     use crate::store::{Filter, ValueStore};
     use serde_json::{json, Value};
-    use std::borrow::Cow;
 
     #[test]
     fn strings_and_numbers_as_serde_json_writes_them() {
@@ -364,15 +363,15 @@ mod tests {
         s.update(
             &ds,
             ValueListRef {
-                host: Cow::Borrowed("h\"1"),
-                plugin: Cow::Borrowed("p"),
-                plugin_instance: Cow::Borrowed("i"),
-                type_: Cow::Borrowed("if_octets"),
-                type_instance: Cow::Borrowed(""),
+                host: "h\"1".as_bytes(),
+                plugin: "p".as_bytes(),
+                plugin_instance: "i".as_bytes(),
+                type_: "if_octets".as_bytes(),
+                type_instance: "".as_bytes(),
                 values: &values,
                 time: 3 << 29,
                 interval: 10 << 30,
-                meta: Some(Arc::new(vec![("k".into(), MetaValue::Signed(-1))])),
+                meta: MetaRef::Converted(Arc::new(vec![("k".into(), MetaValue::Signed(-1))])),
             },
         );
         let snap = s.snapshot(&Filter::default(), true);

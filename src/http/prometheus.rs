@@ -297,9 +297,8 @@ pub fn render(snap: &Snapshot, hostname: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DataSet, DataSource, ValueListRef};
+    use crate::model::{DataSet, DataSource, MetaRef, ValueListRef};
     use crate::store::{Filter, ValueStore};
-    use std::borrow::Cow;
 
     fn ds(type_name: &str, sources: &[(&str, DsType)]) -> DataSet {
         DataSet {
@@ -320,15 +319,15 @@ mod tests {
         s.update(
             d,
             ValueListRef {
-                host: Cow::Borrowed(f[0]),
-                plugin: Cow::Borrowed(f[1]),
-                plugin_instance: Cow::Borrowed(f[2]),
-                type_: Cow::Borrowed(f[3]),
-                type_instance: Cow::Borrowed(f[4]),
+                host: f[0].as_bytes(),
+                plugin: f[1].as_bytes(),
+                plugin_instance: f[2].as_bytes(),
+                type_: f[3].as_bytes(),
+                type_instance: f[4].as_bytes(),
                 values,
                 time: 1000 << 30,
                 interval: 10 << 30,
-                meta: None,
+                meta: MetaRef::Absent,
             },
         );
     }

@@ -90,8 +90,9 @@ impl Ring {
     }
 
     fn ms_after_base(&self, time: CdTime) -> Option<u32> {
-        let ms = (time.saturating_sub(self.base) as f64 / CDTIME_PER_MS).round();
-        (ms <= f64::from(u32::MAX)).then_some(ms as u32)
+        // d * 1000 / 2^30, rounded: integer arithmetic on the write path.
+        let d = u128::from(time.saturating_sub(self.base));
+        u32::try_from((d * 1000 + (1 << 29)) >> 30).ok()
     }
 
     /// Makes room in the millisecond range for `time`: samples more than
@@ -135,10 +136,10 @@ impl Ring {
             }
         };
         let st = self.stride();
-        if (self.len() as u32) < self.capacity {
-            let len = self.len();
+        if self.slots.len() < self.capacity as usize * st {
             if self.slots.len() + st > self.slots.capacity() {
                 // Grow by doubling, never past the capacity.
+                let len = self.len();
                 let more = len.max(1).min(self.capacity as usize - len);
                 self.slots.reserve_exact(more * st);
             }

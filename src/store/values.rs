@@ -3,20 +3,20 @@
 //! interval without an update).
 //!
 //! The write callback runs on collectd's write threads for every value, so
-//! `update` is built to be cheap: the identifier is formatted into a
-//! thread-local buffer, the map is split into shards with a lock each, and an
-//! update of a known metric overwrites its values in place (no allocation, no
-//! syscall beyond the vDSO clock). A reader copies one shard at a time into a
+//! `update` is built to be cheap: the identifier is formatted from collectd's
+//! bytes into a thread-local buffer and hashed once (foldhash, keyed per
+//! process); the hash picks a shard (a lock each) and probes its table; an
+//! update of a known metric overwrites its values in place (no allocation,
+//! no UTF-8 check, no syscall beyond the vDSO clock). A reader copies one shard at a time into a
 //! flat snapshot, so it holds any one lock only for a shard's worth of copying.
 
-use std::borrow::Borrow;
-use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use hashbrown::HashTable;
 use parking_lot::Mutex;
 
 use crate::model::{
@@ -27,6 +27,9 @@ use crate::rules::thresholds::{self, MetricState, Thresholds};
 use crate::store::history::Ring;
 
 const SHARDS: usize = 64;
+
+/// Identifiers up to this many bytes are built on the stack.
+const SHORT_ID: usize = 128;
 
 /// Exact-match filters on the identifier fields; `None` matches anything.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,35 +54,18 @@ impl Filter {
     }
 }
 
-/// Map key: the metric name, looked up by its identifier string.
-struct Key(MetricName);
-
-impl Borrow<str> for Key {
-    fn borrow(&self) -> &str {
-        self.0.identifier()
-    }
-}
-impl Hash for Key {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.identifier().hash(state)
-    }
-}
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.identifier() == other.0.identifier()
-    }
-}
-impl Eq for Key {}
-
 struct Entry {
     name: MetricName,
+    /// The hash of the identifier (see `ValueStore::hash`).
+    hash: u64,
     ds: Arc<DataSet>,
     /// The values (as the bits of their 8 bytes) then the rates: one
     /// allocation instead of two (see `values`, `rates`).
     data: Box<[f64]>,
     time: CdTime,
     interval: CdTime,
-    /// Monotonic nanoseconds (since the store's epoch) of the last update.
+    /// Coarse monotonic nanoseconds (since the store's epoch) of the last
+    /// update.
     updated: u64,
     meta: Option<Arc<Meta>>,
     /// Which thresholds apply and the metric's state against them.
@@ -90,10 +76,11 @@ struct Entry {
 
 /// A shard: entries in a slab (stable slot numbers, so that a reader can
 /// copy them in short batches, releasing the lock in between) and an index
-/// from identifier to slot.
+/// from identifier to slot. Metrics are told apart by their identifier, as
+/// in collectd's own cache.
 #[derive(Default)]
 struct ShardInner {
-    index: HashMap<Key, u32>,
+    index: HashTable<u32>,
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     received: u64,
@@ -128,23 +115,35 @@ fn entry_data(values: &[RawValue], rates: impl Iterator<Item = f64>) -> Box<[f64
 }
 
 impl ShardInner {
-    fn get(&self, id: &str) -> Option<&Entry> {
-        let slot = *self.index.get(id)?;
+    /// The slot of the metric whose identifier is `id` (hashed to `hash`).
+    fn find(&self, hash: u64, id: &[u8]) -> Option<u32> {
+        let slots = &self.slots;
+        self.index
+            .find(hash, |&s| {
+                slots[s as usize]
+                    .as_ref()
+                    .is_some_and(|e| e.name.identifier().as_bytes() == id)
+            })
+            .copied()
+    }
+
+    fn get(&self, hash: u64, id: &[u8]) -> Option<&Entry> {
+        let slot = self.find(hash, id)?;
         self.slots[slot as usize].as_ref()
     }
 
-    fn get_mut(&mut self, id: &str) -> Option<&mut Entry> {
-        let slot = *self.index.get(id)?;
+    fn get_mut(&mut self, hash: u64, id: &[u8]) -> Option<&mut Entry> {
+        let slot = self.find(hash, id)?;
         self.slots[slot as usize].as_mut()
     }
 
     /// Inserts or replaces the entry for `e.name`.
     fn insert(&mut self, e: Entry) {
-        if let Some(&slot) = self.index.get(e.name.identifier()) {
+        if let Some(slot) = self.find(e.hash, e.name.identifier().as_bytes()) {
             self.slots[slot as usize] = Some(e);
             return;
         }
-        let key = Key(e.name.clone());
+        let hash = e.hash;
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = Some(e);
@@ -155,18 +154,23 @@ impl ShardInner {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.index.insert(key, slot);
+        let slots = &self.slots;
+        self.index.insert_unique(hash, slot, |&s| {
+            slots[s as usize].as_ref().map_or(0, |e| e.hash)
+        });
     }
 
     fn remove_slot(&mut self, slot: usize) {
         if let Some(e) = self.slots[slot].take() {
-            self.index.remove(e.name.identifier());
+            if let Ok(found) = self.index.find_entry(e.hash, |&s| s as usize == slot) {
+                found.remove();
+            }
             self.free.push(slot as u32);
         }
     }
 
-    fn remove(&mut self, id: &str) {
-        if let Some(&slot) = self.index.get(id) {
+    fn remove(&mut self, hash: u64, id: &[u8]) {
+        if let Some(slot) = self.find(hash, id) {
             self.remove_slot(slot as usize);
         }
     }
@@ -212,7 +216,11 @@ pub struct ValueStore {
     /// collectd's Timeout (global option): a metric expires after
     /// `timeout * interval` without an update.
     timeout_factor: u64,
-    epoch: Instant,
+    /// The coarse monotonic clock's reading when the store was made.
+    epoch: u64,
+    /// Keyed per process: names come from the network, so a sender must
+    /// not be able to make them collide on purpose.
+    hasher: foldhash::fast::RandomState,
     /// The order of the last full read (see `sort_entries`).
     order: Mutex<Option<OrderCache>>,
 }
@@ -232,10 +240,6 @@ struct OrderCache {
 /// The generation the next order cache gets (process-wide, so that two
 /// stores never hand out the same one).
 static NEXT_ORDER_GENERATION: AtomicU64 = AtomicU64::new(1);
-
-thread_local! {
-    static ID_BUF: RefCell<String> = RefCell::new(String::with_capacity(256));
-}
 
 /// One metric in a snapshot; its values live in the snapshot's flat arrays.
 #[derive(Clone, Debug)]
@@ -294,141 +298,191 @@ impl ValueStore {
             thresholds: Thresholds::default(),
             data_sets: Mutex::new(HashMap::new()),
             timeout_factor: u64::from(timeout_factor.max(1)),
-            epoch: Instant::now(),
+            epoch: crate::clock::monotonic_coarse_ns(),
+            hasher: foldhash::fast::RandomState::default(),
             order: Mutex::new(None),
         }
     }
 
     fn now(&self) -> u64 {
-        // Saturates after 584 years of uptime.
-        self.epoch.elapsed().as_nanos() as u64
+        crate::clock::monotonic_coarse_ns().saturating_sub(self.epoch)
     }
 
-    fn shard_of(id: &str) -> usize {
-        // FNV-1a: cheap and good enough to spread identifiers over shards;
-        // the maps inside use SipHash against crafted names.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in id.as_bytes() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100_0000_01b3);
-        }
-        (h as usize) % SHARDS
+    fn hash(&self, id: &[u8]) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    /// The shard of a hash: bits that hashbrown uses for neither the bucket
+    /// (low bits) nor the tag (top 7 bits), so that the entries of one shard
+    /// still spread over its table.
+    fn shard(&self, hash: u64) -> &Shard {
+        &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
     /// Records `vl` as the latest value (see `record`).
     pub fn update<D: DataSetLike>(&self, ds: &D, vl: ValueListRef<'_>) -> Update {
-        self.record(ds, vl).0
+        self.record(ds, &vl).0
     }
 
     /// The write path: records `vl` (described by `ds`) as the latest
     /// value, and checks it against the thresholds; returns what it did and
     /// the notification a threshold state change calls for (to dispatch
-    /// with no lock held).
+    /// with no lock held; boxed, so that the common answer, none, is two
+    /// words to return rather than a whole notification to copy).
     pub fn record<D: DataSetLike>(
         &self,
         ds: &D,
-        vl: ValueListRef<'_>,
-    ) -> (Update, Option<Notification>) {
+        vl: &ValueListRef<'_>,
+    ) -> (Update, Option<Box<Notification>>) {
+        // On the stack when it fits (nearly always: collectd-tg's are about
+        // 40 bytes), so that there is neither an allocation nor a large
+        // buffer to clear.
+        let len = vl.raw_identifier_len();
+        let mut small = [0u8; SHORT_ID];
+        let mut long = Vec::new();
+        let id: &mut [u8] = if len <= SHORT_ID {
+            &mut small[..len]
+        } else {
+            long.resize(len, 0);
+            &mut long
+        };
+        vl.write_raw_identifier(id);
+        self.record_id(ds, vl, id)
+    }
+
+    /// `record`, given `id`: what `vl.write_raw_identifier` writes (the
+    /// write callback builds it while it reads collectd's fields).
+    pub fn record_id<D: DataSetLike>(
+        &self,
+        ds: &D,
+        vl: &ValueListRef<'_>,
+        id: &[u8],
+    ) -> (Update, Option<Box<Notification>>) {
+        debug_assert!(
+            id.len() == vl.raw_identifier_len() && {
+                let mut built = vec![0; id.len()];
+                vl.write_raw_identifier(&mut built);
+                built == id
+            }
+        );
         if vl.values.len() != ds.len() || vl.values.is_empty() {
             return (Update::Invalid, None);
         }
         let now = self.now();
-        ID_BUF.with(|buf| {
-            let mut id = buf.borrow_mut();
-            vl.write_identifier(&mut id);
-            let shard = &self.shards[Self::shard_of(&id)];
-            let mut guard = shard.0.lock();
-            let inner = &mut *guard;
+        // A known metric: found by collectd's bytes as they are.
+        let found = {
+            let hash = self.hash(id);
+            let mut inner = self.shard(hash).0.lock();
             inner.received += 1;
             inner.last_update = now;
-            if let Some(e) = inner.get_mut(id.as_str()) {
-                if ds.same_types(&e.ds) {
-                    if vl.time <= e.time {
-                        return (Update::TooOld, None);
-                    }
-                    let dt = cdtime_to_secs(vl.time - e.time);
-                    let n = vl.values.len();
-                    for i in 0..n {
-                        let src = &e.ds.sources[i];
-                        let old = RawValue(e.data[i].to_bits());
-                        let r = next_rate(src.ds_type, old, vl.values[i], dt);
-                        e.data[n + i] = in_range(r, src.min, src.max);
-                        e.data[i] = f64::from_bits(vl.values[i].0);
-                    }
-                    e.time = vl.time;
-                    e.interval = vl.interval;
-                    e.updated = now;
-                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-                    e.history.push(seq, vl.time, vl.values);
-                    match (vl.meta, &e.meta) {
-                        (Some(new), Some(old)) if Arc::ptr_eq(&new, old) => {}
-                        (new, _) => e.meta = new,
-                    }
-                    let event = thresholds::evaluate(
-                        &self.thresholds,
-                        &mut e.thresholds,
-                        &e.name,
-                        &e.ds,
-                        &e.data[n..],
-                        e.time,
-                    );
-                    return (Update::Updated, event);
+            match inner.get_mut(hash, id) {
+                Some(e) if ds.same_types(&e.ds) => Some(self.apply(e, vl, now)),
+                Some(_) => {
+                    // The type's data set changed (types.db reloaded): start over.
+                    inner.remove(hash, id);
+                    None
                 }
-                // The type's data set changed (types.db reloaded): start over.
-                inner.remove(id.as_str());
+                None => None,
             }
-            drop(guard);
-            // A new metric: build it outside the shard lock.
-            let data_set = self.data_set(ds);
-            let fields = [
-                &*vl.host,
-                &*vl.plugin,
-                &*vl.plugin_instance,
-                &*vl.type_,
-                &*vl.type_instance,
-            ];
-            let name = MetricName::new(fields);
-            let rates = (0..vl.values.len()).map(|i| {
-                let s = &data_set.sources[i];
-                in_range(
-                    first_rate(s.ds_type, vl.values[i], vl.interval),
-                    s.min,
-                    s.max,
-                )
-            });
-            let data = entry_data(vl.values, rates);
-            let mut entry = Entry {
-                name,
-                ds: data_set,
-                data,
-                time: vl.time,
-                interval: vl.interval,
-                updated: now,
-                meta: vl.meta,
-                thresholds: MetricState::default(),
-                history: Ring::new(self.history_size, vl.values.len(), vl.time),
-            };
-            let event = thresholds::evaluate(
-                &self.thresholds,
-                &mut entry.thresholds,
-                &entry.name,
-                &entry.ds,
-                &entry.data[vl.values.len()..],
-                entry.time,
-            );
+        };
+        if let Some(done) = found {
+            return done;
+        }
+        // A new metric (or one whose name needed converting): build it
+        // outside the shard lock.
+        let name = vl.name();
+        let hash = self.hash(name.identifier().as_bytes());
+        let shard = self.shard(hash);
+        {
             let mut inner = shard.0.lock();
-            // Another write thread may have inserted it meanwhile; collectd
-            // delivers one metric's values in order on the whole, keep newest.
-            match inner.get(id.as_str()) {
-                Some(e) if e.time >= entry.time => (Update::TooOld, None),
-                _ => {
-                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-                    entry.history.push(seq, entry.time, vl.values);
-                    inner.insert(entry);
-                    (Update::New, event)
+            if let Some(e) = inner.get_mut(hash, name.identifier().as_bytes()) {
+                if ds.same_types(&e.ds) {
+                    return self.apply(e, vl, now);
                 }
+                inner.remove(hash, name.identifier().as_bytes());
             }
-        })
+        }
+        let data_set = self.data_set(ds);
+        let rates = (0..vl.values.len()).map(|i| {
+            let s = &data_set.sources[i];
+            in_range(
+                first_rate(s.ds_type, vl.values[i], vl.interval),
+                s.min,
+                s.max,
+            )
+        });
+        let data = entry_data(vl.values, rates);
+        let mut entry = Entry {
+            name,
+            hash,
+            ds: data_set,
+            data,
+            time: vl.time,
+            interval: vl.interval,
+            updated: now,
+            meta: vl.meta.to_option(),
+            thresholds: MetricState::default(),
+            history: Ring::new(self.history_size, vl.values.len(), vl.time),
+        };
+        let event = thresholds::evaluate(
+            &self.thresholds,
+            &mut entry.thresholds,
+            &entry.name,
+            &entry.ds,
+            &entry.data[vl.values.len()..],
+            entry.time,
+        );
+        let mut inner = shard.0.lock();
+        // Another write thread may have inserted it meanwhile; collectd
+        // delivers one metric's values in order on the whole, keep newest.
+        match inner.get(hash, entry.name.identifier().as_bytes()) {
+            Some(e) if e.time >= entry.time => (Update::TooOld, None),
+            _ => {
+                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                entry.history.push(seq, entry.time, vl.values);
+                inner.insert(entry);
+                (Update::New, event)
+            }
+        }
+    }
+
+    /// Updates a known metric `e` (of the same data set) with `vl`, under
+    /// its shard's lock.
+    fn apply(
+        &self,
+        e: &mut Entry,
+        vl: &ValueListRef<'_>,
+        now: u64,
+    ) -> (Update, Option<Box<Notification>>) {
+        if vl.time <= e.time {
+            return (Update::TooOld, None);
+        }
+        let dt = cdtime_to_secs(vl.time - e.time);
+        let n = vl.values.len();
+        for i in 0..n {
+            let src = &e.ds.sources[i];
+            let old = RawValue(e.data[i].to_bits());
+            let r = next_rate(src.ds_type, old, vl.values[i], dt);
+            e.data[n + i] = in_range(r, src.min, src.max);
+            e.data[i] = f64::from_bits(vl.values[i].0);
+        }
+        e.time = vl.time;
+        e.interval = vl.interval;
+        e.updated = now;
+        let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+        e.history.push(seq, vl.time, vl.values);
+        if let Some(meta) = vl.meta.replacing(e.meta.as_ref()) {
+            e.meta = meta;
+        }
+        let event = thresholds::evaluate(
+            &self.thresholds,
+            &mut e.thresholds,
+            &e.name,
+            &e.ds,
+            &e.data[n..],
+            e.time,
+        );
+        (Update::Updated, event)
     }
 
     /// The shared data set for `ds`'s type, (re)built when it changed.
@@ -671,8 +725,9 @@ impl ValueStore {
     /// The latest value of one metric, if it is live.
     pub fn get(&self, identifier: &str) -> Option<Snapshot> {
         let now = self.now();
-        let inner = self.shards[Self::shard_of(identifier)].0.lock();
-        let e = inner.get(identifier)?;
+        let hash = self.hash(identifier.as_bytes());
+        let inner = self.shard(hash).0.lock();
+        let e = inner.get(hash, identifier.as_bytes())?;
         if self.expired(e, now) {
             return None;
         }
@@ -798,8 +853,7 @@ fn in_range(r: f64, min: f64, max: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::DataSource;
-    use std::borrow::Cow;
+    use crate::model::{DataSource, MetaRef, MAX_NAME_LEN};
 
     fn ds(type_name: &str, sources: &[(&str, DsType)]) -> DataSet {
         DataSet {
@@ -823,15 +877,15 @@ mod tests {
         interval_s: u64,
     ) -> ValueListRef<'a> {
         ValueListRef {
-            host: Cow::Borrowed(fields[0]),
-            plugin: Cow::Borrowed(fields[1]),
-            plugin_instance: Cow::Borrowed(fields[2]),
-            type_: Cow::Borrowed(fields[3]),
-            type_instance: Cow::Borrowed(fields[4]),
+            host: fields[0].as_bytes(),
+            plugin: fields[1].as_bytes(),
+            plugin_instance: fields[2].as_bytes(),
+            type_: fields[3].as_bytes(),
+            type_instance: fields[4].as_bytes(),
             values,
             time: time_s << 30,
             interval: interval_s << 30,
-            meta: None,
+            meta: MetaRef::Absent,
         }
     }
 
@@ -854,6 +908,64 @@ mod tests {
         assert_eq!(s.stats().values_received, 4);
         assert!(s.stats().last_value_age.unwrap() < 10.0);
         assert_eq!(s.update(&g, vl(f, &[], 120, 10)), Update::Invalid);
+    }
+
+    /// Fields that are not UTF-8 are stored converted, and their next
+    /// values still update that one metric (found by the converted name).
+    #[test]
+    fn fields_that_are_not_utf8_update_one_metric() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let raw = |v: &'static [RawValue], t: u64| ValueListRef {
+            host: b"h\xff",
+            plugin: b"p",
+            plugin_instance: b"",
+            type_: b"gauge",
+            type_instance: b"",
+            values: v,
+            time: t << 30,
+            interval: 10 << 30,
+            meta: MetaRef::Absent,
+        };
+        assert_eq!(s.update(&g, raw(&[RawValue(1)], 100)), Update::New);
+        assert_eq!(s.update(&g, raw(&[RawValue(2)], 110)), Update::Updated);
+        assert_eq!(s.update(&g, raw(&[RawValue(3)], 105)), Update::TooOld);
+        assert_eq!(s.len(), 1);
+        assert!(s.get("h\u{fffd}/p/gauge").is_some());
+    }
+
+    /// As in collectd's cache, a metric is its identifier: plugin "a-b"
+    /// and plugin "a" with instance "b" are one metric.
+    #[test]
+    fn one_identifier_is_one_metric() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let v = [RawValue::gauge(1.0)];
+        assert_eq!(
+            s.update(&g, vl(["h", "a-b", "", "gauge", ""], &v, 100, 10)),
+            Update::New
+        );
+        assert_eq!(
+            s.update(&g, vl(["h", "a", "b", "gauge", ""], &v, 110, 10)),
+            Update::Updated
+        );
+        assert_eq!(s.len(), 1);
+    }
+
+    /// Identifiers longer than the stack buffer (up to 5 x 127 bytes).
+    #[test]
+    fn long_identifiers() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let long = "x".repeat(200);
+        let f = [&long[..], &long[..], &long[..], "gauge", &long[..]];
+        let v = [RawValue::gauge(1.0)];
+        assert_eq!(s.update(&g, vl(f, &v, 100, 10)), Update::New);
+        assert_eq!(s.update(&g, vl(f, &v, 110, 10)), Update::Updated);
+        let x = "x".repeat(MAX_NAME_LEN);
+        let id = format!("{x}/{x}-{x}/gauge-{x}");
+        assert_eq!(s.get(&id).unwrap().entries[0].name.identifier(), id);
+        assert_eq!(s.len(), 1);
     }
 
     #[test]
@@ -1042,7 +1154,7 @@ mod tests {
         s.update(&one, vl(f, &two, 110, 10));
         s.update(&one, vl(["h", "q", "", "gauge", ""], &two, 110, 10));
         assert_eq!(s.len(), 2);
-        let shard = s.shards[ValueStore::shard_of("h/p/gauge")].0.lock();
+        let shard = s.shard(s.hash(b"h/p/gauge")).0.lock();
         assert_eq!(shard.slots.len(), shard.len(), "the freed slot was reused");
         drop(shard);
         assert_eq!(s.snapshot(&Filter::default(), true).entries.len(), 2);
@@ -1161,7 +1273,7 @@ mod tests {
         let f = ["h", "p", "", "gauge", ""];
         let one = [RawValue::gauge(1.0)];
         let mut v = vl(f, &one, 100, 10);
-        v.meta = Some(Arc::new(vec![(
+        v.meta = MetaRef::Converted(Arc::new(vec![(
             "k".into(),
             crate::model::MetaValue::String("v".into()),
         )]));

@@ -302,7 +302,7 @@ pub fn evaluate(
     ds: &DataSet,
     rates: &[f64],
     time: CdTime,
-) -> Option<Notification> {
+) -> Option<Box<Notification>> {
     if set.is_empty() {
         if st.version != 0 {
             *st = MetricState::default();
@@ -329,7 +329,7 @@ fn check(
     ds: &DataSet,
     rates: &[f64],
     time: CdTime,
-) -> Option<Notification> {
+) -> Option<Box<Notification>> {
     // The worst state over every threshold and data source.
     let mut worst: Option<(State, &Threshold, usize)> = None;
     for t in thresholds {
@@ -369,7 +369,7 @@ fn check(
         }
     }
     st.state = state;
-    Some(notification(t, name, ds, i, rates, state, time))
+    Some(Box::new(notification(t, name, ds, i, rates, state, time)))
 }
 
 fn notification(

@@ -18,7 +18,7 @@ use fuzz_support::{assert_same_json, json_request};
 use hyper::Method;
 use libfuzzer_sys::fuzz_target;
 use rest::model::{
-    secs_to_cdtime, DataSet, DataSource, DsType, RawValue, ValueListRef, MAX_MESSAGE_LEN,
+    secs_to_cdtime, DataSet, DataSource, DsType, MetaRef, RawValue, ValueListRef, MAX_MESSAGE_LEN,
 };
 use rest::rules::blacklist::valid_id;
 use rest::rules::thresholds::{Threshold, Thresholds};
@@ -92,16 +92,16 @@ fuzz_target!(|data: &[u8]| {
         let raw = [RawValue::gauge(*v), RawValue::gauge(1.0)];
         let (_, notification) = store.record(
             &ds,
-            ValueListRef {
-                host: f[0].as_str().into(),
-                plugin: f[1].as_str().into(),
-                plugin_instance: f[2].as_str().into(),
-                type_: f[3].as_str().into(),
-                type_instance: f[4].as_str().into(),
+            &ValueListRef {
+                host: f[0].as_bytes(),
+                plugin: f[1].as_bytes(),
+                plugin_instance: f[2].as_bytes(),
+                type_: f[3].as_bytes(),
+                type_instance: f[4].as_bytes(),
                 values: &raw,
                 time: start + ((i as u64 + 1) << 30),
                 interval: 1 << 30,
-                meta: None,
+                meta: MetaRef::Absent,
             },
         );
         if let Some(n) = notification {

@@ -19,8 +19,8 @@ use rest::config::{Config, Role, Tokens};
 use rest::control::{Collectd, Control};
 use rest::http::ApiRequest;
 use rest::model::{
-    secs_to_cdtime, CdTime, ConfigItem, ConfigValue, DataSet, DataSource, DsType, Notification,
-    RawValue, Severity, ValueListRef,
+    secs_to_cdtime, CdTime, ConfigItem, ConfigValue, DataSet, DataSource, DsType, MetaRef,
+    Notification, RawValue, Severity, ValueListRef,
 };
 
 /// Static tokens of the in-process App (`Authorization: Bearer ...`).
@@ -262,15 +262,15 @@ impl Harness {
                 app.values.update(
                     ds,
                     ValueListRef {
-                        host: f[0].into(),
-                        plugin: f[1].into(),
-                        plugin_instance: f[2].into(),
-                        type_: f[3].into(),
-                        type_instance: f[4].into(),
+                        host: f[0].as_bytes(),
+                        plugin: f[1].as_bytes(),
+                        plugin_instance: f[2].as_bytes(),
+                        type_: f[3].as_bytes(),
+                        type_instance: f[4].as_bytes(),
                         values,
                         time: t,
                         interval: 10 << 30,
-                        meta: None,
+                        meta: MetaRef::Absent,
                     },
                 );
             }

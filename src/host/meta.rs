@@ -1,0 +1,331 @@
+//! Reading a value list's meta data on the write path.
+//!
+//! collectd's meta data API (meta_data.h) costs more than write_prometheus's
+//! whole write callback: `meta_data_toc` strdup()s every key into a new
+//! array, and each getter takes the lock, searches the list and strdup()s
+//! string values. The write callback reads the meta data of every value, so
+//! it walks collectd's list directly instead, under collectd's own lock,
+//! comparing it with what the metric holds; it converts only a list that
+//! differs (a new metric, or a metric whose meta data changed).
+//!
+//! The list's layout is private to collectd (src/utils/metadata/meta_data.c;
+//! unchanged since collectd 5.0, 2010); it is not in the installed headers,
+//! so bindgen cannot give it. It is declared below, and *checked* on the
+//! running collectd before it is used: `Reader::new` builds a meta data
+//! object through the public API, walks it with this layout, and compares
+//! the result with what the public API reads back. If they differ (another
+//! collectd, another layout), the public API is used for every value, as
+//! before, and the log says so.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::sync::Arc;
+
+use once_cell::sync::Lazy;
+
+use super::convert;
+use crate::ffi;
+use crate::model::{Meta, MetaSource, MetaValue};
+
+/// collectd's `meta_value_t`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+union RawValue {
+    string: *mut c_char,
+    signed: i64,
+    unsigned: u64,
+    double: f64,
+    /// `bool mv_boolean`: its one byte, read as a byte (a C bool written by
+    /// collectd is 0 or 1, but reading it as u8 needs no such promise).
+    boolean: u8,
+}
+
+/// collectd's `meta_entry_t`.
+#[repr(C)]
+struct Entry {
+    key: *mut c_char,
+    value: RawValue,
+    type_: c_int,
+    next: *mut Entry,
+}
+
+/// collectd's `struct meta_data_s`.
+#[repr(C)]
+struct MetaData {
+    head: *mut Entry,
+    lock: libc::pthread_mutex_t,
+}
+
+/// Whether the layout above matches the running collectd (checked once).
+static LAYOUT_OK: Lazy<bool> = Lazy::new(|| {
+    let ok = check_layout();
+    if ok {
+        log::info!("meta data: reading collectd's list directly (layout checked)");
+    } else {
+        log::warn!(
+            "meta data: collectd's list does not have the layout this plugin knows; \
+             reading it through meta_data_toc and the getters (slower write path)"
+        );
+    }
+    ok
+});
+
+thread_local! {
+    /// The meta data this write thread converted last.
+    static LAST: RefCell<Option<Arc<Meta>>> = const { RefCell::new(None) };
+}
+
+/// The meta data of a value list that collectd passed to a write callback,
+/// compared and read in place (see model::MetaRef).
+pub struct InCollectd(*mut ffi::meta_data_t);
+
+impl InCollectd {
+    /// # Safety
+    /// `md` is the valid meta_data_t of a value list collectd passed to a
+    /// callback that is still running, and the result is dropped before
+    /// the callback returns.
+    pub unsafe fn new(md: *mut ffi::meta_data_t) -> InCollectd {
+        InCollectd(md)
+    }
+}
+
+impl MetaSource for InCollectd {
+    fn equals(&self, m: &Meta) -> bool {
+        if *LAYOUT_OK {
+            // SAFETY: valid (InCollectd::new's contract), checked layout.
+            unsafe { walk(self.0.cast::<MetaData>(), Some(m)) }.is_none()
+        } else {
+            // SAFETY: valid per InCollectd::new's contract.
+            unsafe { convert::meta_data(self.0, Some(m)) }.is_none()
+        }
+    }
+
+    /// Shared with the meta data this thread converted last when equal:
+    /// the values of one network peer all carry the same
+    /// `network:received` and `network:ip_address`, so its new metrics
+    /// share one copy.
+    fn to_shared(&self) -> Arc<Meta> {
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            let fresh = if *LAYOUT_OK {
+                // SAFETY: as in `equals`.
+                unsafe { walk(self.0.cast::<MetaData>(), last.as_deref()) }
+            } else {
+                // SAFETY: as in `equals`.
+                unsafe { convert::meta_data(self.0, last.as_deref()) }
+            };
+            match (fresh, last.as_ref()) {
+                (None, Some(same)) => same.clone(),
+                (Some(m), _) => {
+                    let m = Arc::new(m);
+                    *last = Some(m.clone());
+                    m
+                }
+                // Both readers return None only when the list equals `last`.
+                (None, None) => Arc::new(Vec::new()),
+            }
+        })
+    }
+}
+
+/// Holds collectd's lock of one meta data object.
+struct Locked(*mut MetaData);
+
+impl Locked {
+    /// # Safety
+    /// `md` is a valid meta data object with the checked layout.
+    unsafe fn new(md: *mut MetaData) -> Locked {
+        // SAFETY: the mutex collectd initialised in meta_data_create; its
+        // functions take the same lock around every access.
+        unsafe { libc::pthread_mutex_lock(&raw mut (*md).lock) };
+        Locked(md)
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: locked by `new` on this thread.
+        unsafe { libc::pthread_mutex_unlock(&raw mut (*self.0).lock) };
+    }
+}
+
+/// Reads the list; None if it equals `same_as` (then nothing is converted).
+///
+/// # Safety
+/// `md` is a valid meta data object with the checked layout.
+unsafe fn walk(md: *mut MetaData, same_as: Option<&Meta>) -> Option<Meta> {
+    // SAFETY: md is valid per this function's contract.
+    let _lock = unsafe { Locked::new(md) };
+    // SAFETY: the lock is held, so no entry is added, changed or freed.
+    let head = unsafe { (*md).head };
+    if let Some(same) = same_as {
+        // SAFETY: as above.
+        if unsafe { equals(head, same) } {
+            return None;
+        }
+    }
+    // SAFETY: as above.
+    Some(unsafe { convert_list(head) })
+}
+
+/// The entries from `e` on, one at a time.
+///
+/// # Safety
+/// `e` is NULL or an entry of a list whose lock is held for `'a`.
+unsafe fn entries<'a>(mut e: *const Entry) -> impl Iterator<Item = &'a Entry> {
+    std::iter::from_fn(move || {
+        // SAFETY: NULL or a valid entry per this function's contract; its
+        // `next` is NULL or the next valid entry.
+        let entry = unsafe { e.as_ref::<'a>() }?;
+        e = entry.next;
+        Some(entry)
+    })
+}
+
+/// # Safety
+/// `e` is a valid entry of a locked list.
+unsafe fn key(e: &Entry) -> &[u8] {
+    if e.key.is_null() {
+        return b"";
+    }
+    // SAFETY: collectd's keys are NUL-terminated strings owned by the entry.
+    unsafe { CStr::from_ptr(e.key) }.to_bytes()
+}
+
+/// Whether the C string `p` (NULL: never equal) is exactly `s`, read in
+/// one pass (strncmp, then the byte after), with no strlen first.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+unsafe fn c_str_is(p: *const c_char, s: &[u8]) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: strncmp reads `p` up to its NUL or s.len() bytes, and `s` for
+    // s.len() bytes (it stops early at a NUL in either). Equal means `p`
+    // has s.len() bytes before its NUL (`s`, text from a C string, has no
+    // NUL), so p[s.len()] is inside the string: its NUL if it ends there.
+    unsafe { libc::strncmp(p, s.as_ptr().cast::<c_char>(), s.len()) == 0 && *p.add(s.len()) == 0 }
+}
+
+/// # Safety
+/// `head` is NULL or the first entry of a locked list.
+unsafe fn equals(head: *const Entry, same: &Meta) -> bool {
+    let mut expected = same.iter();
+    // SAFETY: per this function's contract.
+    for e in unsafe { entries(head) } {
+        let Some((k, v)) = expected.next() else {
+            return false;
+        };
+        // SAFETY: e is an entry of the locked list; the union member read
+        // in each arm is the one `type_` names, and a string member is a
+        // NUL-terminated string owned by the entry.
+        let same_entry = unsafe {
+            c_str_is(e.key, k.as_bytes())
+                && match (e.type_ as u32, v) {
+                    (ffi::MD_TYPE_STRING, MetaValue::String(s)) => {
+                        c_str_is(e.value.string, s.as_bytes())
+                    }
+                    (ffi::MD_TYPE_SIGNED_INT, MetaValue::Signed(s)) => e.value.signed == *s,
+                    (ffi::MD_TYPE_UNSIGNED_INT, MetaValue::Unsigned(u)) => e.value.unsigned == *u,
+                    (ffi::MD_TYPE_DOUBLE, MetaValue::Double(d)) => {
+                        e.value.double.to_bits() == d.to_bits()
+                    }
+                    (ffi::MD_TYPE_BOOLEAN, MetaValue::Boolean(b)) => (e.value.boolean != 0) == *b,
+                    _ => false,
+                }
+        };
+        if !same_entry {
+            return false;
+        }
+    }
+    expected.next().is_none()
+}
+
+/// # Safety
+/// `head` is NULL or the first entry of a locked list.
+unsafe fn convert_list(head: *const Entry) -> Meta {
+    let mut out = Meta::new();
+    // SAFETY: per this function's contract.
+    for e in unsafe { entries(head) } {
+        // SAFETY: as in `equals`.
+        let value = unsafe {
+            match e.type_ as u32 {
+                ffi::MD_TYPE_STRING if !e.value.string.is_null() => MetaValue::String(
+                    CStr::from_ptr(e.value.string)
+                        .to_string_lossy()
+                        .into_owned(),
+                ),
+                ffi::MD_TYPE_SIGNED_INT => MetaValue::Signed(e.value.signed),
+                ffi::MD_TYPE_UNSIGNED_INT => MetaValue::Unsigned(e.value.unsigned),
+                ffi::MD_TYPE_DOUBLE => MetaValue::Double(e.value.double),
+                ffi::MD_TYPE_BOOLEAN => MetaValue::Boolean(e.value.boolean != 0),
+                // What the public API skips too (see convert::meta_data).
+                _ => continue,
+            }
+        };
+        // SAFETY: e is an entry of the locked list.
+        let k = unsafe { key(e) };
+        out.push((String::from_utf8_lossy(k).into_owned(), value));
+    }
+    out
+}
+
+/// Builds a meta data object through collectd's API, then reads it both
+/// ways; true if the direct walk reads exactly what the API reads.
+fn check_layout() -> bool {
+    // SAFETY: collectd's meta_data_create allocates an empty object (or
+    // returns NULL), destroyed below.
+    let md = unsafe { ffi::meta_data_create() };
+    if md.is_null() {
+        return false;
+    }
+    let name = |k: &str| CString::new(format!("rest:layout-check:{k}")).unwrap_or_default();
+    let (ks, ki, ku, kd, kb) = (name("s"), name("i"), name("u"), name("d"), name("b"));
+    let value = CString::new("a string of more than eight bytes").unwrap_or_default();
+    // SAFETY: md is valid; keys and values are valid C strings that
+    // collectd copies.
+    let added = unsafe {
+        ffi::meta_data_add_string(md, ks.as_ptr(), value.as_ptr()) == 0
+            && ffi::meta_data_add_signed_int(md, ki.as_ptr(), -1_234_567_890_123) == 0
+            && ffi::meta_data_add_unsigned_int(md, ku.as_ptr(), 0xfeed_beef_cafe) == 0
+            && ffi::meta_data_add_double(md, kd.as_ptr(), -0.15625) == 0
+            && ffi::meta_data_add_boolean(md, kb.as_ptr(), true) == 0
+    };
+    let ok = added && {
+        // SAFETY: md is valid.
+        let by_api = unsafe { convert::meta_data(md, None) }.unwrap_or_default();
+        // A wrong layout must not be walked far: the first word must be a
+        // pointer to an entry whose key pointer is the first key's text.
+        // SAFETY: md is at least a pointer wide (meta_data_s begins with
+        // one in every layout this could be); the remaining reads happen
+        // only once it is shown to point at an entry with the right key.
+        let head = unsafe { (*md.cast::<MetaData>()).head };
+        // SAFETY: as above.
+        let plausible = !head.is_null() && unsafe { key(&*head) } == ks.as_bytes();
+        by_api.len() == 5
+            && plausible
+            // SAFETY: the head entry was shown to be laid out as declared;
+            // md is valid and unlocked.
+            && unsafe { walk(md.cast::<MetaData>(), None) }.as_ref() == Some(&by_api)
+            // SAFETY: as above.
+            && unsafe { walk(md.cast::<MetaData>(), Some(&by_api)) }.is_none()
+    };
+    // SAFETY: created above, not used after this.
+    unsafe { ffi::meta_data_destroy(md) };
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    /// The declared layout has C's offsets on this target. (The check
+    /// against collectd itself needs the daemon's meta data functions: the
+    /// integration tests require its log line, "meta data: reading
+    /// collectd's list directly".)
+    #[test]
+    fn declared_layout_has_c_offsets() {
+        assert!(std::mem::size_of::<super::RawValue>() == 8);
+        assert!(std::mem::offset_of!(super::Entry, type_) == 16);
+        assert!(std::mem::offset_of!(super::Entry, next) == 24);
+    }
+}
