@@ -121,6 +121,7 @@ impl Ring {
     }
 
     /// Appends a sample; evicts the oldest once full.
+    #[inline]
     pub fn push(&mut self, seq: u64, time: CdTime, values: &[RawValue]) {
         if values.len() != usize::from(self.width) {
             return;

@@ -116,6 +116,7 @@ fn entry_data(values: &[RawValue], rates: impl Iterator<Item = f64>) -> Box<[f64
 
 impl ShardInner {
     /// The slot of the metric whose identifier is `id` (hashed to `hash`).
+    #[inline]
     fn find(&self, hash: u64, id: &[u8]) -> Option<u32> {
         let slots = &self.slots;
         self.index

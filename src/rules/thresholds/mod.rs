@@ -295,7 +295,24 @@ fn fmt_bound(v: f64, pct: bool) -> String {
 /// Evaluates the thresholds that apply to a metric's new value; returns the
 /// notification to dispatch, if any. Cheap when no threshold applies (the
 /// resolution is cached per metric and rule set version).
+#[inline]
 pub fn evaluate(
+    set: &Thresholds,
+    st: &mut MetricState,
+    name: &MetricName,
+    ds: &DataSet,
+    rates: &[f64],
+    time: CdTime,
+) -> Option<Box<Notification>> {
+    // Inlined into the write path: no thresholds, nothing to forget.
+    if set.is_empty() && st.version == 0 {
+        return None;
+    }
+    evaluate_rules(set, st, name, ds, rates, time)
+}
+
+#[inline(never)]
+fn evaluate_rules(
     set: &Thresholds,
     st: &mut MetricState,
     name: &MetricName,
