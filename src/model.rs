@@ -403,6 +403,11 @@ pub fn truncate(s: &str, max: usize) -> &str {
 /// Parses `host/plugin[-pi]/type[-ti]` as collectd's parse_identifier does:
 /// the first '-' of the plugin and type parts separates the instance.
 pub fn parse_identifier(s: &str) -> Option<[String; 5]> {
+    identifier_fields(s).map(|f| f.map(String::from))
+}
+
+/// `parse_identifier`, borrowing the fields from `s` (no allocation).
+pub fn identifier_fields(s: &str) -> Option<[&str; 5]> {
     let mut parts = s.splitn(3, '/');
     let host = parts.next()?;
     let plugin = parts.next()?;
@@ -410,22 +415,12 @@ pub fn parse_identifier(s: &str) -> Option<[String; 5]> {
     if host.is_empty() || plugin.is_empty() || type_.is_empty() || type_.contains('/') {
         return None;
     }
-    let split = |p: &str| match p.split_once('-') {
-        Some((a, b)) => (a.to_string(), b.to_string()),
-        None => (p.to_string(), String::new()),
-    };
-    let (plugin, plugin_instance) = split(plugin);
-    let (type_, type_instance) = split(type_);
+    let (plugin, plugin_instance) = plugin.split_once('-').unwrap_or((plugin, ""));
+    let (type_, type_instance) = type_.split_once('-').unwrap_or((type_, ""));
     if plugin.is_empty() || type_.is_empty() {
         return None;
     }
-    let fields = [
-        host.to_string(),
-        plugin,
-        plugin_instance,
-        type_,
-        type_instance,
-    ];
+    let fields = [host, plugin, plugin_instance, type_, type_instance];
     if fields.iter().any(|f| f.len() > MAX_NAME_LEN) {
         return None;
     }

@@ -14,8 +14,8 @@ use super::request::{ApiRequest, Query};
 use super::{json_response, raw_json_response, Body, OPENAPI};
 use crate::app::{now_secs, App};
 use crate::model::{
-    parse_identifier, secs_to_cdtime, valid_plugin_name, Notification, Severity, MAX_MESSAGE_LEN,
-    MAX_NAME_LEN,
+    identifier_fields, parse_identifier, secs_to_cdtime, valid_plugin_name, Notification, Severity,
+    MAX_MESSAGE_LEN, MAX_NAME_LEN,
 };
 use crate::store::{Filter, NotificationFilter};
 
@@ -240,7 +240,7 @@ pub fn history(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
 pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<Body>> {
     req.query(&[])?;
     let id = params.join("/");
-    if parse_identifier(&id).is_none() {
+    if identifier_fields(&id).is_none() {
         return Err(ApiError::bad_request(
             "invalid_identifier",
             format!("{id:?} is not an identifier host/plugin[-instance]/type[-instance]"),

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use hyper::Response;
+use once_cell::sync::Lazy;
 
 use super::error::ApiError;
 use super::request::{percent_decode, ApiRequest};
@@ -48,25 +49,46 @@ pub const ROUTES: &[RouteSpec] = &[
     r("/v1/plugins/{name}/restart", &["POST"]),
 ];
 
-/// Finds the route for `path` and the decoded values of its `{params}`.
+/// The segments of each route's path, split once.
+static TEMPLATES: Lazy<Vec<Vec<&'static str>>> =
+    Lazy::new(|| ROUTES.iter().map(|r| r.path.split('/').collect()).collect());
+
+/// The most segments a route has (`/v1/values/{host}/{plugin}/{type}`:
+/// six, counting the empty one before the first slash).
+const MAX_SEGMENTS: usize = 6;
+
+/// Finds the route for `path` and the decoded values of its `{params}`: the
+/// path is split once, onto the stack; only the decoded parameters are
+/// allocated.
 fn find(path: &str) -> Result<(&'static RouteSpec, Vec<String>), ApiError> {
-    let segs: Vec<&str> = path.split('/').collect();
-    'routes: for spec in ROUTES {
-        let tpl: Vec<&str> = spec.path.split('/').collect();
-        if tpl.len() != segs.len() {
+    let mut segs = [""; MAX_SEGMENTS];
+    let mut n = 0;
+    for s in path.split('/') {
+        if n == MAX_SEGMENTS {
+            return Err(ApiError::not_found(format!("no route {path}")));
+        }
+        segs[n] = s;
+        n += 1;
+    }
+    let segs = &segs[..n];
+    for (spec, tpl) in ROUTES.iter().zip(TEMPLATES.iter()) {
+        let matches = tpl.len() == n
+            && tpl.iter().zip(segs).all(|(t, s)| {
+                if t.starts_with('{') {
+                    !s.is_empty()
+                } else {
+                    t == s
+                }
+            });
+        if !matches {
             continue;
         }
-        let mut params = Vec::new();
-        for (t, s) in tpl.iter().zip(&segs) {
-            if t.starts_with('{') {
-                if s.is_empty() {
-                    continue 'routes;
-                }
-                params.push(percent_decode(s, false)?);
-            } else if t != s {
-                continue 'routes;
-            }
-        }
+        let params = tpl
+            .iter()
+            .zip(segs)
+            .filter(|(t, _)| t.starts_with('{'))
+            .map(|(_, s)| percent_decode(s, false))
+            .collect::<Result<Vec<_>, _>>()?;
         return Ok((spec, params));
     }
     Err(ApiError::not_found(format!("no route {path}")))
@@ -181,6 +203,11 @@ mod tests {
             find("/v1/values/%ff/p/t").unwrap_err().code,
             "invalid_encoding"
         );
+        // Longer than any route: not found (the path is split onto a
+        // stack array of MAX_SEGMENTS).
+        assert!(TEMPLATES.iter().all(|t| t.len() <= MAX_SEGMENTS));
+        assert_eq!(find("/v1/values/h/p/t/x").unwrap_err().code, "not_found");
+        assert_eq!(find("/a/b/c/d/e/f/g/h").unwrap_err().code, "not_found");
     }
 
     /// Every route the router knows is in the OpenAPI document with each of

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::CONTENT_LENGTH;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -340,7 +341,7 @@ impl<F: Future> Future for CatchPanic<F> {
 /// router.
 async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let received = now_secs();
-    if req.uri().to_string().len() > MAX_URI_BYTES {
+    if uri_len(req.uri()) > MAX_URI_BYTES {
         return ApiError::new(
             hyper::StatusCode::URI_TOO_LONG,
             "uri_too_long",
@@ -358,23 +359,13 @@ async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         return ApiError::payload_too_large(max).into_response();
     }
     let (parts, body) = req.into_parts();
-    let timeout = Duration::from_secs_f64(app.config.client_timeout);
-    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await else {
-        return ApiError::new(
-            hyper::StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            "the request body did not arrive within ClientTimeout",
-        )
-        .into_response();
-    };
-    let body = match read {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return ApiError::payload_too_large(max).into_response()
-        }
-        Err(e) => {
-            return ApiError::bad_request("bad_body", format!("cannot read the body: {e}"))
-                .into_response()
+    // No body (a GET, say): nothing to wait for, so no timer to arm.
+    let body = if body.is_end_stream() {
+        Bytes::new()
+    } else {
+        match read_body(&app, body).await {
+            Ok(b) => b,
+            Err(resp) => return *resp,
         }
     };
     let api_req = ApiRequest {
@@ -386,6 +377,41 @@ async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         received: Some(received),
     };
     router::handle(&app, api_req).await
+}
+
+/// The length of the request target as the client sent it (without
+/// formatting it into a new string).
+fn uri_len(uri: &hyper::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path_and_query().map_or(0, |p| p.as_str().len())
+}
+
+/// Reads a request body, bounded by MaxRequestBytes and ClientTimeout; the
+/// error is the answer to send.
+async fn read_body(app: &App, body: Incoming) -> Result<Bytes, Box<Response<Body>>> {
+    let max = app.config.max_request_bytes;
+    let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    let Ok(read) = tokio::time::timeout(timeout, Limited::new(body, max).collect()).await else {
+        return Err(ApiError::new(
+            hyper::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive within ClientTimeout",
+        )
+        .into_response()
+        .into());
+    };
+    match read {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(ApiError::payload_too_large(max).into_response().into())
+        }
+        Err(e) => Err(
+            ApiError::bad_request("bad_body", format!("cannot read the body: {e}"))
+                .into_response()
+                .into(),
+        ),
+    }
 }
 
 async fn purge_loop(app: Arc<App>) {

@@ -1,0 +1,104 @@
+#!/bin/bash
+# Instructions per single-value read, counted by valgrind's callgrind
+# (repeatable, unlike CPU time): `GET /v1/values/{id}` on one keep-alive
+# HTTP connection against `GETVAL` on one unixsock connection, in one
+# collectd.
+#
+#   cargo build --release && examples/callgrind-single-value.sh [REQUESTS]
+#
+# Needs valgrind, curl, python3 and collectd-core. Each request kind runs
+# REQUESTS times (default 2000) from a Python client. Reported: the
+# instructions of the threads that served each kind, divided by REQUESTS:
+# for rest, every thread that ran our HTTP server's connection code (the
+# tokio workers, so the runtime's own work is included); for unixsock, its
+# connection thread. User space only: the kernel's share (system calls,
+# wake-ups) is not counted here; the benchmark's CPU figures include it.
+set -euo pipefail
+n=${1:-2000}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+so=$repo/target/release/librest.so
+[ -f "$so" ] || { echo "build first: cargo build --release" >&2; exit 1; }
+for t in valgrind callgrind_annotate curl python3 /usr/sbin/collectd; do
+    command -v "$t" >/dev/null || { echo "missing $t (apt-get install valgrind curl python3 collectd-core)" >&2; exit 1; }
+done
+dir=$(mktemp -d /tmp/rest-callgrind-sv.XXXXXX)
+api=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$dir/plugins"
+cp /usr/lib/collectd/{unixsock,logfile}.so "$dir/plugins/"
+cp "$so" "$dir/plugins/rest.so"
+cat > "$dir/collectd.conf" <<EOC
+BaseDir "$dir"
+PluginDir "$dir/plugins"
+TypesDB "/usr/share/collectd/types.db"
+Interval 10
+Hostname "h"
+LoadPlugin logfile
+<Plugin logfile>
+  File "$dir/collectd.log"
+</Plugin>
+LoadPlugin unixsock
+<Plugin unixsock>
+  SocketFile "$dir/sock"
+</Plugin>
+LoadPlugin rest
+<Plugin rest>
+  Listen "127.0.0.1" "$api"
+</Plugin>
+EOC
+valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.out" \
+    /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/valgrind.txt" 2>&1 &
+vg=$!
+for _ in $(seq 1 120); do
+    curl -sf "http://127.0.0.1:$api/v1/health" > /dev/null && break
+    sleep 1
+done
+python3 - "$dir/sock" "$api" "$n" <<'EOP'
+import http.client, socket, sys, time
+sock, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+f = s.makefile("rwb")
+f.write(b'PUTVAL "h/test/gauge-x" interval=3600 %d:1.5\n' % int(time.time()))
+f.flush()
+assert f.readline().startswith(b"0 "), "PUTVAL failed"
+c = http.client.HTTPConnection("127.0.0.1", port)
+deadline = time.time() + 60
+while True:  # until the write thread has stored the value
+    c.request("GET", "/v1/values/h/test/gauge-x")
+    r = c.getresponse()
+    r.read()
+    if r.status == 200:
+        break
+    assert time.time() < deadline, "the value never reached the API"
+    time.sleep(0.1)
+for _ in range(n):
+    f.write(b'GETVAL "h/test/gauge-x"\n')
+    f.flush()
+    count = int(f.readline().split()[0])
+    assert count == 1, "GETVAL failed"
+    f.readline()
+for _ in range(n):
+    c.request("GET", "/v1/values/h/test/gauge-x")
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+EOP
+kill -TERM "$vg"
+wait "$vg" || true
+python3 - "$dir" "$n" <<'EOP'
+import glob, subprocess, sys
+d, n = sys.argv[1], int(sys.argv[2])
+rest = unixsock = 0
+for f in sorted(glob.glob(d + "/cg.out-*")):
+    out = subprocess.run(["callgrind_annotate", f], capture_output=True, text=True).stdout
+    total = next((int(l.split()[0].replace(",", "")) for l in out.splitlines()
+                  if l.strip().endswith("PROGRAM TOTALS")), 0)
+    if "rest::http::server" in out and "Dispatcher" in out:
+        rest += total
+    elif "unixsock.so" in out and total > unixsock:
+        unixsock = total  # the busiest unixsock thread: the connection's
+print(f"rest GET /v1/values/{{id}}   {rest / n:8.0f} instructions per request")
+print(f"unixsock GETVAL             {unixsock / n:8.0f} instructions per request")
+print(f"ratio rest / GETVAL         {rest / max(unixsock, 1):8.2f}")
+EOP
+echo "callgrind output: $dir"
