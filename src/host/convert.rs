@@ -163,6 +163,7 @@ unsafe fn copy_field(field: &[c_char; FIELD], out: *mut u8) -> usize {
 ///
 /// # Safety
 /// `vl` is a value list collectd passed to a callback that is still running.
+#[inline(always)]
 pub unsafe fn value_list<'a>(
     vl: &'a ffi::value_list_t,
     buf: &'a mut IdBuf,

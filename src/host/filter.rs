@@ -37,7 +37,6 @@ unsafe extern "C" fn matches(
 ) -> c_int {
     let no = ffi::FC_MATCH_NO_MATCH as c_int;
     catch_unwind(AssertUnwindSafe(|| {
-        let Some(app) = APP.get() else { return no };
         if vl.is_null() {
             return no;
         }
@@ -55,6 +54,7 @@ unsafe extern "C" fn matches(
                 return ffi::FC_MATCH_MATCHES as c_int;
             }
         }
+        let Some(app) = APP.get() else { return no };
         // Both checks are one atomic load when nothing is held or listed.
         let held = app.plugins.hold.is_active()
             && app.plugins.hold.should_drop(&field(&vl.plugin), vl.time);

@@ -120,8 +120,9 @@ impl Ring {
         }
     }
 
-    /// Appends a sample; evicts the oldest once full.
-    #[inline]
+    /// Appends a sample; evicts the oldest once full. Inlined: it runs for
+    /// every value on the write path.
+    #[inline(always)]
     pub fn push(&mut self, seq: u64, time: CdTime, values: &[RawValue]) {
         if values.len() != usize::from(self.width) {
             return;
@@ -145,13 +146,20 @@ impl Ring {
                 self.slots.reserve_exact(more * st);
             }
             self.slots.push(Self::pack(seq, ms));
-            self.slots.extend_from_slice(values);
+            // One value (most types): a store, not a call to memcpy.
+            match values {
+                [v] => self.slots.push(*v),
+                _ => self.slots.extend_from_slice(values),
+            }
         } else {
             let i = self.head as usize;
             self.last_evicted_seq = self.full_seq(self.meta(i).0);
             self.evicted += 1;
             self.slots[i * st] = Self::pack(seq, ms);
-            self.slots[i * st + 1..(i + 1) * st].copy_from_slice(values);
+            match values {
+                [v] => self.slots[i * st + 1] = *v,
+                _ => self.slots[i * st + 1..(i + 1) * st].copy_from_slice(values),
+            }
             self.head = (self.head + 1) % self.capacity;
         }
         self.newest_seq = seq;

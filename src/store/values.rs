@@ -116,7 +116,7 @@ fn entry_data(values: &[RawValue], rates: impl Iterator<Item = f64>) -> Box<[f64
 
 impl ShardInner {
     /// The slot of the metric whose identifier is `id` (hashed to `hash`).
-    #[inline]
+    #[inline(always)]
     fn find(&self, hash: u64, id: &[u8]) -> Option<u32> {
         let slots = &self.slots;
         self.index
@@ -128,11 +128,13 @@ impl ShardInner {
             .copied()
     }
 
+    #[inline(always)]
     fn get(&self, hash: u64, id: &[u8]) -> Option<&Entry> {
         let slot = self.find(hash, id)?;
         self.slots[slot as usize].as_ref()
     }
 
+    #[inline(always)]
     fn get_mut(&mut self, hash: u64, id: &[u8]) -> Option<&mut Entry> {
         let slot = self.find(hash, id)?;
         self.slots[slot as usize].as_mut()
@@ -448,7 +450,9 @@ impl ValueStore {
     }
 
     /// Updates a known metric `e` (of the same data set) with `vl`, under
-    /// its shard's lock.
+    /// its shard's lock. Inlined into both callers: the write path pays no
+    /// call for it.
+    #[inline(always)]
     fn apply(
         &self,
         e: &mut Entry,
