@@ -56,6 +56,15 @@ struct MetaData {
     lock: libc::pthread_mutex_t,
 }
 
+// The declared layout has C's offsets on this target (checked when the
+// plugin is built; the check against collectd itself runs at first use).
+const _: () = {
+    assert!(std::mem::size_of::<RawValue>() == 8);
+    assert!(std::mem::offset_of!(Entry, value) == 8);
+    assert!(std::mem::offset_of!(Entry, type_) == 16);
+    assert!(std::mem::offset_of!(Entry, next) == 24);
+};
+
 /// Whether the layout above matches the running collectd (checked once).
 static LAYOUT_OK: Lazy<bool> = Lazy::new(|| {
     let ok = check_layout();
@@ -314,18 +323,4 @@ fn check_layout() -> bool {
     // SAFETY: created above, not used after this.
     unsafe { ffi::meta_data_destroy(md) };
     ok
-}
-
-#[cfg(test)]
-mod tests {
-    /// The declared layout has C's offsets on this target. (The check
-    /// against collectd itself needs the daemon's meta data functions: the
-    /// integration tests require its log line, "meta data: reading
-    /// collectd's list directly".)
-    #[test]
-    fn declared_layout_has_c_offsets() {
-        assert!(std::mem::size_of::<super::RawValue>() == 8);
-        assert!(std::mem::offset_of!(super::Entry, type_) == 16);
-        assert!(std::mem::offset_of!(super::Entry, next) == 24);
-    }
 }
