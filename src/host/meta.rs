@@ -11,7 +11,7 @@
 //! The list's layout is private to collectd (src/utils/metadata/meta_data.c;
 //! unchanged since collectd 5.0, 2010); it is not in the installed headers,
 //! so bindgen cannot give it. It is declared below, and *checked* on the
-//! running collectd before it is used: `Reader::new` builds a meta data
+//! running collectd at start-up: `check_layout_now` builds a meta data
 //! object through the public API, walks it with this layout, and compares
 //! the result with what the public API reads back. If they differ (another
 //! collectd, another layout), the public API is used for every value, as
@@ -78,6 +78,11 @@ static LAYOUT_OK: Lazy<bool> = Lazy::new(|| {
     }
     ok
 });
+
+/// Runs the layout check (once; later calls do nothing).
+pub fn check_layout_now() {
+    Lazy::force(&LAYOUT_OK);
+}
 
 thread_local! {
     /// The meta data this write thread converted last.

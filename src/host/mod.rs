@@ -157,6 +157,10 @@ unsafe extern "C" fn init_cb() -> c_int {
 }
 
 fn start(mut config: Config) -> Result<Phase, String> {
+    // Before any value arrives: the check calls collectd's meta data
+    // functions and logs, which the write path (under a shard lock) should
+    // not be the first to do.
+    meta::check_layout_now();
     let info = daemon::agent_info();
     let state_dir = match (&config.state_dir, daemon::base_dir()) {
         (Some(d), _) => d.clone(),
