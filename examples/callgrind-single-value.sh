@@ -15,17 +15,11 @@
 # wake-ups) is not counted here; the benchmark's CPU figures include it.
 set -euo pipefail
 n=${1:-2000}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-so=$repo/target/release/librest.so
-[ -f "$so" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-for t in valgrind callgrind_annotate curl python3 /usr/sbin/collectd; do
-    command -v "$t" >/dev/null || { echo "missing $t (apt-get install valgrind curl python3 collectd-core)" >&2; exit 1; }
-done
+. "$(dirname "$0")/callgrind-common.sh"
+require
 dir=$(mktemp -d /tmp/rest-callgrind-sv.XXXXXX)
-api=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$dir/plugins"
-cp /usr/lib/collectd/{unixsock,logfile}.so "$dir/plugins/"
-cp "$so" "$dir/plugins/rest.so"
+api=$(free_port)
+plugins "$dir" unixsock logfile
 cat > "$dir/collectd.conf" <<EOC
 BaseDir "$dir"
 PluginDir "$dir/plugins"
@@ -45,13 +39,7 @@ LoadPlugin rest
   Listen "127.0.0.1" "$api"
 </Plugin>
 EOC
-valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.out" \
-    /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/valgrind.txt" 2>&1 &
-vg=$!
-for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$api/v1/health" > /dev/null && break
-    sleep 1
-done
+start_collectd "$dir" "$api" --separate-threads=yes --callgrind-out-file="$dir/cg.out"
 python3 - "$dir/sock" "$api" "$n" <<'EOP'
 import http.client, socket, sys, time
 sock, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

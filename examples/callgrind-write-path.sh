@@ -13,7 +13,7 @@
 #             client: values without meta data, as collectd's own read
 #             plugins dispatch them.
 #
-# Needs valgrind, collectd-core, collectd-utils and python3. Prints the inclusive
+# Needs valgrind, curl, python3, collectd-core and collectd-utils. Prints the inclusive
 # instruction count of each callback collectd's plugin_write called, divided
 # by the number of calls; plus our pre-cache filter match (the rule the
 # plugin adds to the pre-cache chain).
@@ -21,18 +21,11 @@ set -euo pipefail
 secs=${1:-60}
 source=${2:-network}
 case "$source" in network|unixsock) ;; *) echo "SOURCE: network or unixsock" >&2; exit 1;; esac
-repo=$(cd "$(dirname "$0")/.." && pwd)
-so=$repo/target/release/librest.so
-[ -f "$so" ] || { echo "build first: cargo build --release" >&2; exit 1; }
-for t in valgrind callgrind_annotate collectd-tg /usr/sbin/collectd; do
-    command -v "$t" >/dev/null || { echo "missing $t (apt-get install valgrind collectd-core collectd-utils)" >&2; exit 1; }
-done
+. "$(dirname "$0")/callgrind-common.sh"
+require collectd-tg
 dir=$(mktemp -d /tmp/rest-callgrind.XXXXXX)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 udp=$(free_port); wp=$(free_port); api=$(free_port)
-mkdir -p "$dir/plugins"
-cp /usr/lib/collectd/{network,unixsock,write_prometheus,logfile}.so "$dir/plugins/"
-cp "$so" "$dir/plugins/rest.so"
+plugins "$dir" network unixsock write_prometheus logfile
 cat > "$dir/collectd.conf" <<EOF
 BaseDir "$dir"
 PluginDir "$dir/plugins"
@@ -59,13 +52,7 @@ LoadPlugin rest
   Listen "127.0.0.1" "$api"
 </Plugin>
 EOF
-valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
-    /usr/sbin/collectd -f -C "$dir/collectd.conf" > "$dir/valgrind.txt" 2>&1 &
-vg=$!
-for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$api/v1/health" > /dev/null && break
-    sleep 1
-done
+start_collectd "$dir" "$api" --callgrind-out-file="$dir/callgrind.out"
 if [ "$source" = network ]; then
     echo "collectd-tg: 1000 metrics, 1 s interval, for $secs s (collectd runs under callgrind)"
     timeout "$secs" collectd-tg -n 1000 -H 10 -p 10 -i 1 -d 127.0.0.1 -D "$udp" > /dev/null 2>&1 || true

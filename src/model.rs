@@ -218,17 +218,17 @@ impl<'a> ValueListRef<'a> {
         ]
     }
 
+    /// The fields as the store's probe uses them: each cut at MAX_NAME_LEN
+    /// bytes.
+    fn cut_fields(&self) -> [&'a [u8]; 5] {
+        self.fields().map(|f| &f[..f.len().min(MAX_NAME_LEN)])
+    }
+
     /// The byte length of `write_raw_identifier`'s output.
     pub fn raw_identifier_len(&self) -> usize {
-        let cut = |f: &[u8]| f.len().min(MAX_NAME_LEN);
-        let opt = |f: &[u8]| if f.is_empty() { 0 } else { 1 + cut(f) };
-        cut(self.host)
-            + 1
-            + cut(self.plugin)
-            + opt(self.plugin_instance)
-            + 1
-            + cut(self.type_)
-            + opt(self.type_instance)
+        identifier_layout(self.cut_fields())
+            .map(|(sep, f)| usize::from(sep.is_some()) + f.len())
+            .sum()
     }
 
     /// Writes the collectd identifier (host/plugin[-pi]/type[-ti]) of the
@@ -236,23 +236,13 @@ impl<'a> ValueListRef<'a> {
     /// `raw_identifier_len()` bytes long.
     pub fn write_raw_identifier(&self, out: &mut [u8]) {
         let mut len = 0;
-        let mut put = |bytes: &[u8], sep: Option<u8>| {
+        for (sep, f) in identifier_layout(self.cut_fields()) {
             if let Some(sep) = sep {
                 out[len] = sep;
                 len += 1;
             }
-            let n = bytes.len().min(MAX_NAME_LEN);
-            out[len..len + n].copy_from_slice(&bytes[..n]);
-            len += n;
-        };
-        put(self.host, None);
-        put(self.plugin, Some(b'/'));
-        if !self.plugin_instance.is_empty() {
-            put(self.plugin_instance, Some(b'-'));
-        }
-        put(self.type_, Some(b'/'));
-        if !self.type_instance.is_empty() {
-            put(self.type_instance, Some(b'-'));
+            out[len..len + f.len()].copy_from_slice(f);
+            len += f.len();
         }
     }
 
@@ -263,26 +253,29 @@ impl<'a> ValueListRef<'a> {
     }
 }
 
-/// Formats the five identifier fields the way collectd does (FORMAT_VL).
-pub fn write_identifier(out: &mut String, f: [&str; 5]) {
-    out.clear();
-    push_identifier(out, f);
+/// collectd's identifier format (FORMAT_VL), in one place: each field in
+/// order with the separator that goes before it; an empty plugin or type
+/// instance is left out with its separator.
+fn identifier_layout<T: AsRef<[u8]>>(f: [T; 5]) -> impl Iterator<Item = (Option<u8>, T)> {
+    let [host, plugin, plugin_instance, type_, type_instance] = f;
+    [
+        (None, host),
+        (Some(b'/'), plugin),
+        (Some(b'-'), plugin_instance),
+        (Some(b'/'), type_),
+        (Some(b'-'), type_instance),
+    ]
+    .into_iter()
+    .filter(|(sep, f)| *sep != Some(b'-') || !f.as_ref().is_empty())
 }
 
 /// Appends the identifier of the five fields to `out`.
 fn push_identifier(out: &mut String, f: [&str; 5]) {
-    out.push_str(f[0]);
-    out.push('/');
-    out.push_str(f[1]);
-    if !f[2].is_empty() {
-        out.push('-');
-        out.push_str(f[2]);
-    }
-    out.push('/');
-    out.push_str(f[3]);
-    if !f[4].is_empty() {
-        out.push('-');
-        out.push_str(f[4]);
+    for (sep, f) in identifier_layout(f) {
+        if let Some(sep) = sep {
+            out.push(char::from(sep));
+        }
+        out.push_str(f);
     }
 }
 

@@ -57,7 +57,7 @@ struct MetaData {
 }
 
 // The declared layout has C's offsets on this target (checked when the
-// plugin is built; the check against collectd itself runs at first use).
+// plugin is built; the check against collectd itself runs at start-up).
 const _: () = {
     assert!(std::mem::size_of::<RawValue>() == 8);
     assert!(std::mem::offset_of!(Entry, value) == 8);
@@ -103,15 +103,23 @@ impl InCollectd {
     }
 }
 
-impl MetaSource for InCollectd {
-    fn equals(&self, m: &Meta) -> bool {
+impl InCollectd {
+    /// The list, converted; None if it equals `same_as`: walked in place
+    /// when the layout checked out, else through collectd's API.
+    fn read(&self, same_as: Option<&Meta>) -> Option<Meta> {
         if *LAYOUT_OK {
             // SAFETY: valid (InCollectd::new's contract), checked layout.
-            unsafe { walk(self.0.cast::<MetaData>(), Some(m)) }.is_none()
+            unsafe { walk(self.0.cast::<MetaData>(), same_as) }
         } else {
             // SAFETY: valid per InCollectd::new's contract.
-            unsafe { convert::meta_data(self.0, Some(m)) }.is_none()
+            unsafe { convert::meta_data(self.0, same_as) }
         }
+    }
+}
+
+impl MetaSource for InCollectd {
+    fn equals(&self, m: &Meta) -> bool {
+        self.read(Some(m)).is_none()
     }
 
     /// Shared with the meta data this thread converted last when equal:
@@ -121,21 +129,14 @@ impl MetaSource for InCollectd {
     fn to_shared(&self) -> Arc<Meta> {
         LAST.with(|last| {
             let mut last = last.borrow_mut();
-            let fresh = if *LAYOUT_OK {
-                // SAFETY: as in `equals`.
-                unsafe { walk(self.0.cast::<MetaData>(), last.as_deref()) }
-            } else {
-                // SAFETY: as in `equals`.
-                unsafe { convert::meta_data(self.0, last.as_deref()) }
-            };
-            match (fresh, last.as_ref()) {
+            match (self.read(last.as_deref()), last.as_ref()) {
                 (None, Some(same)) => same.clone(),
                 (Some(m), _) => {
                     let m = Arc::new(m);
                     *last = Some(m.clone());
                     m
                 }
-                // Both readers return None only when the list equals `last`.
+                // `read` returns None only when the list equals `last`.
                 (None, None) => Arc::new(Vec::new()),
             }
         })

@@ -476,6 +476,10 @@ impl ValueStore {
         e.updated = now;
         let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
         e.history.push(seq, vl.time, vl.values);
+        // Under the shard lock: a walk of the value's own meta data list
+        // (under collectd's per-list lock; collectd's getters instead if its
+        // layout did not check out, which never call back into the plugin);
+        // it allocates only when the meta data changed.
         if let Some(meta) = vl.meta.replacing(e.meta.as_ref()) {
             e.meta = meta;
         }

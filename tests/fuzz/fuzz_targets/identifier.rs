@@ -7,7 +7,8 @@
 //! Invariants: a parsed identifier has non-empty host, plugin and type, no
 //! `/` in any field, no `-` in plugin or type, fields of at most 127 bytes,
 //! and parse -> format -> parse is a fixed point; `MetricName` gives back
-//! the (truncated) fields it was built from; a valid name is a safe file
+//! the (truncated) fields it was built from, and its identifier is the one
+//! the write path builds from the raw fields; a valid name is a safe file
 //! and config name (ASCII, no `/`, NUL, quote or backslash, not `.`/`..`),
 //! an id is plain ASCII, and a valid plugin-route name is valid for flush
 //! and as an id too.
@@ -15,10 +16,28 @@
 
 use libfuzzer_sys::fuzz_target;
 use rest::model::{
-    parse_identifier, truncate, valid_plugin_name, write_identifier, MetricName, MAX_NAME_LEN,
+    parse_identifier, truncate, valid_plugin_name, MetaRef, MetricName, ValueListRef, MAX_NAME_LEN,
 };
 use rest::plugins::valid_name;
 use rest::rules::blacklist::valid_id;
+
+/// The identifier the write path builds from a value list's fields.
+fn raw_identifier(f: [&str; 5]) -> Vec<u8> {
+    let vl = ValueListRef {
+        host: f[0].as_bytes(),
+        plugin: f[1].as_bytes(),
+        plugin_instance: f[2].as_bytes(),
+        type_: f[3].as_bytes(),
+        type_instance: f[4].as_bytes(),
+        values: &[],
+        time: 0,
+        interval: 0,
+        meta: MetaRef::Absent,
+    };
+    let mut id = vec![0; vl.raw_identifier_len()];
+    vl.write_raw_identifier(&mut id);
+    id
+}
 
 fn safe_name(s: &str) {
     assert!(!s.is_empty() && s.is_ascii(), "{s:?}");
@@ -40,8 +59,7 @@ fuzz_target!(|data: &[u8]| {
             .iter()
             .all(|x| !x.contains('/') && x.len() <= MAX_NAME_LEN));
         assert!(!f[1].contains('-') && !f[3].contains('-'), "{s:?} -> {f:?}");
-        let mut id = String::new();
-        write_identifier(&mut id, [&f[0], &f[1], &f[2], &f[3], &f[4]]);
+        let id = String::from_utf8(raw_identifier([&f[0], &f[1], &f[2], &f[3], &f[4]])).unwrap();
         assert!(id.len() <= s.len());
         assert_eq!(parse_identifier(&id).as_ref(), Some(&f), "{s:?} -> {id:?}");
         let name = MetricName::new([&f[0], &f[1], &f[2], &f[3], &f[4]]);
@@ -55,6 +73,11 @@ fuzz_target!(|data: &[u8]| {
     let f: [&str; 5] = std::array::from_fn(|_| parts.next().unwrap_or(""));
     let name = MetricName::new(f);
     assert_eq!(name.fields(), f.map(|x| truncate(x, MAX_NAME_LEN)), "{f:?}");
+    // The write path finds a known metric by the identifier it builds from
+    // collectd's bytes: the same bytes as the stored name's identifier.
+    if f.iter().all(|x| x.len() <= MAX_NAME_LEN) {
+        assert_eq!(raw_identifier(f), name.identifier().as_bytes(), "{f:?}");
+    }
 
     let plugin_route = valid_name(s);
     let flush_plugin = valid_plugin_name(s);
