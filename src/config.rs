@@ -13,6 +13,8 @@ pub const DEFAULT_NOTIFICATION_BUFFER_SIZE: usize = 1000;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_CLIENT_TIMEOUT: f64 = 10.0;
+/// `SocketPerms` when none is given: owner and group may connect.
+pub const DEFAULT_SOCKET_PERMS: u32 = 0o660;
 /// StateDir when none is configured: under collectd's BaseDir.
 pub const STATE_SUBDIR: &str = "rest";
 
@@ -83,7 +85,14 @@ impl fmt::Debug for Tokens {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
+    /// TCP addresses. Empty when only a `SocketFile` is served.
     pub listen: Vec<SocketAddr>,
+    /// `SocketFile`: HTTP on a Unix domain socket at this path too.
+    pub socket_file: Option<PathBuf>,
+    /// `SocketPerms`: the socket file's mode (who may connect).
+    pub socket_perms: u32,
+    /// `SocketGroup`: the socket file's group, by name.
+    pub socket_group: Option<String>,
     /// `AuthToken ROLE TOKEN` lines.
     pub tokens: Tokens,
     /// `TokenFile`: more tokens, one `ROLE TOKEN` per line.
@@ -114,6 +123,9 @@ impl Default for Config {
                 IpAddr::V4(Ipv4Addr::LOCALHOST),
                 DEFAULT_PORT,
             )],
+            socket_file: None,
+            socket_perms: DEFAULT_SOCKET_PERMS,
+            socket_group: None,
             tokens: Tokens::default(),
             token_file: None,
             keystone: None,
@@ -161,11 +173,22 @@ impl Config {
         }
         let mut cfg = Config::default();
         let mut listen = Vec::new();
+        let mut perms_given = false;
         for item in &block.children {
             let key = item.key.as_str();
             let is = |k: &str| key.eq_ignore_ascii_case(k);
             if is("Listen") {
                 listen.push(parse_listen(item)?);
+            } else if is("SocketFile") {
+                if cfg.socket_file.is_some() {
+                    return Err(err(key, "appears more than once"));
+                }
+                cfg.socket_file = Some(absolute(item)?);
+            } else if is("SocketPerms") {
+                cfg.socket_perms = parse_perms(item)?;
+                perms_given = true;
+            } else if is("SocketGroup") {
+                cfg.socket_group = Some(one_string(item)?.to_string());
             } else if is("StateDir") {
                 let dir = PathBuf::from(one_string(item)?);
                 if !dir.is_absolute() {
@@ -218,8 +241,20 @@ impl Config {
                 return Err(err(key, "does not take a block"));
             }
         }
-        if !listen.is_empty() {
+        // The default TCP address only when neither Listen nor SocketFile
+        // says where to serve.
+        if !listen.is_empty() || cfg.socket_file.is_some() {
             cfg.listen = listen;
+        }
+        if cfg.socket_file.is_none() {
+            for (k, given) in [
+                ("SocketPerms", perms_given),
+                ("SocketGroup", cfg.socket_group.is_some()),
+            ] {
+                if given {
+                    return Err(err(k, "needs SocketFile"));
+                }
+            }
         }
         match (&cfg.tls_cert_file, &cfg.tls_key_file) {
             (Some(_), None) => return Err(err("TLSKeyFile", "is required with TLSCertFile")),
@@ -263,6 +298,27 @@ fn absolute(item: &ConfigItem) -> Result<PathBuf, ConfigError> {
         Ok(p)
     } else {
         Err(err(&item.key, "must be an absolute path"))
+    }
+}
+
+/// `SocketPerms "0660"`: an octal mode as a string (a number would be read
+/// as decimal by collectd's parser, which is not what anyone means).
+fn parse_perms(item: &ConfigItem) -> Result<u32, ConfigError> {
+    let s = match one_value(item)? {
+        ConfigValue::String(s) => s.as_str(),
+        v => {
+            return Err(err(
+                &item.key,
+                format!("expected an octal mode as a string such as \"0660\", got {v}"),
+            ))
+        }
+    };
+    match u32::from_str_radix(s, 8) {
+        Ok(m) if m <= 0o777 && !s.is_empty() => Ok(m),
+        _ => Err(err(
+            &item.key,
+            format!("expected an octal mode from \"0000\" to \"0777\", got {s:?}"),
+        )),
     }
 }
 
@@ -471,6 +527,80 @@ mod tests {
         let c = Config::from_item(&block(vec![])).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.listen, vec!["127.0.0.1:9196".parse().unwrap()]);
+    }
+
+    #[test]
+    fn socket_file() {
+        // Alone: no TCP listener.
+        let c =
+            Config::from_item(&block(vec![item("SocketFile", vec![s("/run/rest.sock")])])).unwrap();
+        assert!(c.listen.is_empty());
+        assert_eq!(c.socket_file, Some(PathBuf::from("/run/rest.sock")));
+        assert_eq!(c.socket_perms, 0o660);
+        // With Listen, perms and group; no auth needed (local only).
+        let c = Config::from_item(&block(vec![
+            item("Listen", vec![s("127.0.0.1"), s("8080")]),
+            item("SocketFile", vec![s("/run/rest.sock")]),
+            item("SocketPerms", vec![s("0600")]),
+            item("SocketGroup", vec![s("adm")]),
+        ]))
+        .unwrap();
+        assert_eq!(c.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
+        assert_eq!(c.socket_perms, 0o600);
+        assert_eq!(c.socket_group.as_deref(), Some("adm"));
+        for (items, key, says) in [
+            (
+                vec![item("SocketFile", vec![s("rest.sock")])],
+                "SocketFile",
+                "absolute",
+            ),
+            (
+                vec![
+                    item("SocketFile", vec![s("/a")]),
+                    item("SocketFile", vec![s("/b")]),
+                ],
+                "SocketFile",
+                "more than once",
+            ),
+            (
+                vec![
+                    item("SocketFile", vec![s("/a")]),
+                    item("SocketPerms", vec![n(660.0)]),
+                ],
+                "SocketPerms",
+                "as a string",
+            ),
+            (
+                vec![
+                    item("SocketFile", vec![s("/a")]),
+                    item("SocketPerms", vec![s("0999")]),
+                ],
+                "SocketPerms",
+                "octal",
+            ),
+            (
+                vec![
+                    item("SocketFile", vec![s("/a")]),
+                    item("SocketPerms", vec![s("01777")]),
+                ],
+                "SocketPerms",
+                "octal",
+            ),
+            (
+                vec![item("SocketPerms", vec![s("0660")])],
+                "SocketPerms",
+                "needs SocketFile",
+            ),
+            (
+                vec![item("SocketGroup", vec![s("adm")])],
+                "SocketGroup",
+                "needs SocketFile",
+            ),
+        ] {
+            let e = error_of(items);
+            assert_eq!(e.key, key);
+            assert!(e.message.contains(says), "{key}: {}", e.message);
+        }
     }
 
     #[test]

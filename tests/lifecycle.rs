@@ -69,6 +69,7 @@ fn config_errors_refuse_to_start_and_name_the_key() {
         "not a loopback address",
     );
     assert_refused("StateDir \"relative\"", "StateDir", "absolute");
+    assert_refused("SocketPerms \"0600\"", "SocketPerms", "needs SocketFile");
     assert_refused(
         "MaxRequestBytes 10",
         "MaxRequestBytes",
@@ -131,6 +132,97 @@ fn serves_every_listen_address_including_ipv6() {
     let line = c.wait_log("REST API v1 listening on");
     assert!(line.contains(&format!("[::1]:{v6}")), "{line}");
     drop(c);
+}
+
+#[test]
+fn serves_http_on_a_unix_socket() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let sockets = common::temp_dir("unix-api");
+    let sock = sockets.join("api.sock");
+    let setup = Setup::default().rest(&format!(
+        "SocketFile \"{}\"\nSocketPerms \"0600\"",
+        sock.display()
+    ));
+    let c = Collectd::start(setup);
+    let meta = std::fs::symlink_metadata(&sock).expect("the socket file exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let line = c.wait_log("REST API v1 listening on");
+    assert!(
+        line.contains(&format!("http on unix:{}", sock.display())),
+        "{line}"
+    );
+
+    // The same answers as over TCP.
+    let now = common::unix_now();
+    c.putval("unixapi/gauge-x", "interval=3600", now, "2.5");
+    let id = "/v1/values/testhost/unixapi/gauge-x";
+    let tcp = c.get(id);
+    let unix = common::unix_request(&sock, "GET", id).unwrap();
+    assert_eq!(unix.status, 200);
+    assert_eq!(unix.json(), tcp.json());
+    assert_eq!(unix.header("content-type"), Some("application/json"));
+    common::unix_request(&sock, "GET", "/v1/nope")
+        .unwrap()
+        .assert_error(404, "not_found");
+
+    // Keep-alive: several requests on one connection.
+    let s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    for _ in 0..3 {
+        w.write_all(format!("GET {id} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut length = None;
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        loop {
+            let mut h = String::new();
+            r.read_line(&mut h).unwrap();
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        let mut body = vec![0; length.expect("Content-Length")];
+        r.read_exact(&mut body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v, tcp.json());
+    }
+
+    // SIGKILL leaves the socket file behind; the next start replaces it.
+    let c = c.respawn();
+    assert_eq!(
+        common::unix_request(&sock, "GET", "/v1/health")
+            .unwrap()
+            .status,
+        200
+    );
+    // A clean stop removes it.
+    let mut c = c;
+    assert!(c.terminate(Duration::from_secs(10)).success());
+    assert!(
+        std::fs::symlink_metadata(&sock).is_err(),
+        "the socket file is left after a clean stop"
+    );
+
+    // A file that is not a socket is never deleted: the plugin does not
+    // start, and says why.
+    std::fs::write(&sock, "not a socket").unwrap();
+    let setup = Setup::default().rest(&format!("SocketFile \"{}\"", sock.display()));
+    let c = Collectd::spawn(setup, free_port());
+    let line = c.wait_log("rest: not starting");
+    assert!(line.contains("is not a socket"), "{line}");
+    assert_eq!(std::fs::read_to_string(&sock).unwrap(), "not a socket");
+    drop(c);
+    let _ = std::fs::remove_dir_all(&sockets);
 }
 
 #[test]

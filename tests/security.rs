@@ -302,7 +302,7 @@ fn the_secure_example_config_works() {
     // (the example logs to stdout)
     assert!(
         c.all_output().contains(&format!(
-            "listening on 0.0.0.0:{port}, [::]:{port} (https, auth: token;"
+            "listening on https://0.0.0.0:{port}, https://[::]:{port} (auth: token;"
         )),
         "{}",
         c.all_output()

@@ -27,6 +27,41 @@ fn plugin_dir() -> Option<PathBuf> {
     Path::new(&file).parent().map(Path::to_path_buf)
 }
 
+/// The id of the group `name` (through NSS, as `ls -l` would resolve it),
+/// for `SocketGroup`.
+pub fn group_id(name: &str) -> Result<u32, String> {
+    let c_name = CString::new(name).map_err(|_| format!("group {name:?} contains a NUL byte"))?;
+    let mut buf = vec![0 as libc::c_char; 4096];
+    loop {
+        // SAFETY: group is plain data; zero is a valid initial value.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call: the NUL-terminated
+        // name, our `grp`, `buf` with its true length, and `found`.
+        // getgrnam_r writes only into these and is thread-safe.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                c_name.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            0 if found.is_null() => return Err(format!("no group named {name:?}")),
+            0 => return Ok(grp.gr_gid),
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            e => {
+                return Err(format!(
+                    "cannot look up group {name:?}: {}",
+                    std::io::Error::from_raw_os_error(e)
+                ))
+            }
+        }
+    }
+}
+
 /// Reads the daemon's global settings. Called from the init callback, after
 /// collectd has read its configuration.
 pub fn agent_info() -> AgentInfo {

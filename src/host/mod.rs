@@ -177,6 +177,16 @@ fn start(mut config: Config) -> Result<Phase, String> {
     }
     config.state_dir = Some(state_dir);
     let listeners = server::bind(&config.listen)?;
+    let unix = match &config.socket_file {
+        Some(path) => {
+            let gid = match &config.socket_group {
+                Some(g) => Some(daemon::group_id(g).map_err(|e| format!("SocketGroup: {e}"))?),
+                None => None,
+            };
+            Some(server::bind_unix(path, config.socket_perms, gid)?)
+        }
+        None => None,
+    };
     let auth = crate::auth::Authenticator::new(&config).map_err(|(k, e)| format!("{k}: {e}"))?;
     let tls = match (&config.tls_cert_file, &config.tls_key_file) {
         (Some(cert), Some(key)) => {
@@ -199,24 +209,37 @@ fn start(mut config: Config) -> Result<Phase, String> {
     if app.control.submit(move |c| a.plugins.startup(c)).is_err() {
         log::error!("cannot queue the re-application of persisted plugin changes");
     }
-    let server = match Server::start(app.clone(), listeners, tls, signals::block_in_this_thread) {
+    let server = match Server::start(
+        app.clone(),
+        listeners,
+        unix,
+        tls,
+        signals::block_in_this_thread,
+    ) {
         Ok(s) => s,
         Err(e) => {
             stop_control_thread(&app, control_thread);
             return Err(format!("cannot start the HTTP server: {e}"));
         }
     };
-    let addrs: Vec<String> = server.addrs.iter().map(|a| a.to_string()).collect();
+    let scheme = if app.config.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut addrs: Vec<String> = server
+        .addrs
+        .iter()
+        .map(|a| format!("{scheme}://{a}"))
+        .collect();
+    if let Some((path, _)) = &server.socket {
+        addrs.push(format!("http on unix:{}", path.display()));
+    }
     log::info!(
-        "REST API v1 listening on {} ({}, auth: {}; collectd {}, host {})",
+        "REST API v1 listening on {} (auth: {}; collectd {}, host {})",
         addrs.join(", "),
-        if app.config.tls_cert_file.is_some() {
-            "https"
-        } else {
-            "http"
-        },
         if app.auth.is_open() {
-            "none, loopback only".to_string()
+            "none, loopback and Unix socket only".to_string()
         } else {
             app.auth.kinds().join(" and ")
         },

@@ -6,7 +6,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,6 +43,70 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     pub addrs: Vec<SocketAddr>,
+    /// The Unix socket's path and inode, removed at shutdown if still ours.
+    pub socket: Option<(PathBuf, u64)>,
+}
+
+/// A bound Unix domain socket (`SocketFile`).
+pub struct UnixSocket {
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+    ino: u64,
+}
+
+/// Binds `SocketFile`: a socket file left by a collectd that died is
+/// replaced; one that a live process serves, or any other kind of file, is
+/// an error (nothing is deleted). The mode and group are set before the
+/// first connection is accepted.
+pub fn bind_unix(path: &Path, perms: u32, gid: Option<u32>) -> Result<UnixSocket, String> {
+    let e = |what: &str, e: std::io::Error| format!("SocketFile {}: {what}: {e}", path.display());
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => {
+                    return Err(format!(
+                        "SocketFile {}: another process serves this socket",
+                        path.display()
+                    ))
+                }
+                // Nobody listens: a stale socket of an earlier run.
+                Err(c) if c.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    std::fs::remove_file(path)
+                        .map_err(|x| e("cannot remove the stale socket", x))?
+                }
+                Err(c) => return Err(e("cannot probe the existing socket", c)),
+            }
+        }
+        Ok(_) => {
+            return Err(format!(
+                "SocketFile {}: exists and is not a socket (not removing it)",
+                path.display()
+            ))
+        }
+        Err(x) if x.kind() == std::io::ErrorKind::NotFound => {}
+        Err(x) => return Err(e("cannot stat", x)),
+    }
+    let listener = std::os::unix::net::UnixListener::bind(path).map_err(|x| e("bind", x))?;
+    let cleanup = |msg: String| {
+        let _ = std::fs::remove_file(path);
+        msg
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(perms))
+        .map_err(|x| cleanup(e("chmod", x)))?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(|x| cleanup(e("chown", x)))?;
+    }
+    listener
+        .set_nonblocking(true)
+        .map_err(|x| cleanup(e("set_nonblocking", x)))?;
+    let ino = std::fs::symlink_metadata(path)
+        .map_err(|x| cleanup(e("cannot stat", x)))?
+        .ino();
+    Ok(UnixSocket {
+        listener,
+        path: path.to_path_buf(),
+        ino,
+    })
 }
 
 /// Binds every address now, so that a bad or busy address fails init with
@@ -68,10 +134,12 @@ pub fn bind(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, String> 
 
 impl Server {
     /// `on_thread_start` runs first in every thread the server starts.
-    /// With `tls`, every listener serves HTTPS only.
+    /// With `tls`, every TCP listener serves HTTPS only; the Unix socket
+    /// serves plain HTTP (its traffic does not leave the machine).
     pub fn start(
         app: Arc<App>,
         listeners: Vec<std::net::TcpListener>,
+        unix: Option<UnixSocket>,
         tls: Option<Arc<rustls::ServerConfig>>,
         on_thread_start: fn(),
     ) -> std::io::Result<Server> {
@@ -79,6 +147,8 @@ impl Server {
             .iter()
             .filter_map(|l| l.local_addr().ok())
             .collect();
+        let socket = unix.as_ref().map(|u| (u.path.clone(), u.ino));
+        let unix = unix.map(|u| u.listener);
         // Full reads run on the blocking threads (router::bulk): at most
         // 4 at a time, each holding its copy of the values; more wait.
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -93,13 +163,14 @@ impl Server {
             .name("rest-server".into())
             .spawn(move || {
                 on_thread_start();
-                rt.block_on(serve(app, listeners, tls, stop_rx));
+                rt.block_on(serve(app, listeners, unix, tls, stop_rx));
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Server {
             stop: Some(stop_tx),
             thread: Some(thread),
             addrs,
+            socket,
         })
     }
 
@@ -118,6 +189,14 @@ impl Server {
                 log::error!("the HTTP server thread panicked");
             }
         }
+        if let Some((path, ino)) = self.socket.take() {
+            // Only the socket we bound: not one a newer process put there.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.ino() == ino) {
+                if let Err(e) = std::fs::remove_file(&path) {
+                    log::warn!("cannot remove SocketFile {}: {e}", path.display());
+                }
+            }
+        }
     }
 }
 
@@ -127,9 +206,16 @@ impl Drop for Server {
     }
 }
 
+/// An accepted connection.
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
 async fn serve(
     app: Arc<App>,
     listeners: Vec<std::net::TcpListener>,
+    unix: Option<std::os::unix::net::UnixListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -140,8 +226,17 @@ async fn serve(
     let mut tasks = Vec::new();
     for l in listeners {
         match tokio::net::TcpListener::from_std(l) {
-            Ok(l) => tasks.push(tokio::spawn(accept_loop(l, conn_tx.clone()))),
+            Ok(l) => tasks.push(tokio::spawn(accept_loop(Listener::Tcp(l), conn_tx.clone()))),
             Err(e) => log::error!("cannot serve a listener: {e}"),
+        }
+    }
+    if let Some(l) = unix {
+        match tokio::net::UnixListener::from_std(l) {
+            Ok(l) => tasks.push(tokio::spawn(accept_loop(
+                Listener::Unix(l),
+                conn_tx.clone(),
+            ))),
+            Err(e) => log::error!("cannot serve SocketFile: {e}"),
         }
     }
     drop(conn_tx);
@@ -176,13 +271,24 @@ async fn serve(
     }
 }
 
-async fn accept_loop(
-    listener: tokio::net::TcpListener,
-    conns: tokio::sync::mpsc::Sender<tokio::net::TcpStream>,
-) {
+enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    async fn accept(&self) -> std::io::Result<Conn> {
+        match self {
+            Listener::Tcp(l) => l.accept().await.map(|(s, _)| Conn::Tcp(s)),
+            Listener::Unix(l) => l.accept().await.map(|(s, _)| Conn::Unix(s)),
+        }
+    }
+}
+
+async fn accept_loop(listener: Listener, conns: tokio::sync::mpsc::Sender<Conn>) {
     loop {
         match listener.accept().await {
-            Ok((stream, _peer)) => {
+            Ok(stream) => {
                 if conns.send(stream).await.is_err() {
                     return;
                 }
@@ -196,30 +302,34 @@ async fn accept_loop(
     }
 }
 
-/// One connection, in a task of its own: the TLS handshake if any (within
-/// ClientTimeout), then HTTP/1.1. `slot` is held while it lives.
+/// One connection, in a task of its own: on TCP, the TLS handshake if any
+/// (within ClientTimeout); then HTTP/1.1. `slot` is held while it lives.
 fn serve_connection(
     app: &Arc<App>,
     graceful: &GracefulShutdown,
-    stream: tokio::net::TcpStream,
+    conn: Conn,
     tls: Option<tokio_rustls::TlsAcceptor>,
     slot: OwnedSemaphorePermit,
 ) {
-    let _ = stream.set_nodelay(true);
     let app = app.clone();
     let watcher = graceful.watcher();
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
     tokio::spawn(async move {
         let _slot = slot;
-        match tls {
-            Some(acceptor) => {
+        match (conn, tls) {
+            (Conn::Tcp(stream), Some(acceptor)) => {
+                let _ = stream.set_nodelay(true);
                 let Ok(Ok(stream)) = tokio::time::timeout(timeout, acceptor.accept(stream)).await
                 else {
                     return;
                 };
                 let _ = watcher.watch(http(app, stream)).await;
             }
-            None => {
+            (Conn::Tcp(stream), None) => {
+                let _ = stream.set_nodelay(true);
+                let _ = watcher.watch(http(app, stream)).await;
+            }
+            (Conn::Unix(stream), _) => {
                 let _ = watcher.watch(http(app, stream)).await;
             }
         }

@@ -598,6 +598,20 @@ pub fn try_request(
     parse_response(&raw)
 }
 
+/// One HTTP/1.1 request on a fresh connection to a Unix socket
+/// (`SocketFile`), with Connection: close.
+pub fn unix_request(sock: &Path, method: &str, path: &str) -> std::io::Result<Response> {
+    let mut s = std::os::unix::net::UnixStream::connect(sock)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    s.write_all(
+        format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    parse_response(&raw)
+}
+
 pub fn parse_response(raw: &[u8]) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let end = raw
