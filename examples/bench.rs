@@ -88,12 +88,21 @@
 //! HTTP/1.1 keep-alive connection (TCP_NODELAY; each answer read to the end
 //! of its body, by Content-Length or chunked, before the next request), and
 //! `GETVAL "identifier"` on ONE unixsock connection (status line and its
-//! value lines read before the next), 2 s each, in 8 slices of 0.25 s each,
-//! interleaved A-B-B-A-A-B-B-A... so that both see the same machine
-//! conditions (both connections stay open throughout). Reported:
-//! requests/s of each, ours/GETVAL (goal >= 1), and collectd's CPU µs per
+//! value lines read before the next), and the same GET on ONE keep-alive
+//! connection to the plugin's Unix socket (`SocketFile`, the transport
+//! GETVAL uses), 2 s each, in 8 slices of 0.25 s each, interleaved
+//! A-B-C-C-B-A... so that all see the same machine conditions (the
+//! connections stay open throughout). Reported: requests/s of each,
+//! ours/GETVAL on each transport (goal >= 1), and collectd's CPU µs per
 //! request (as above, background subtracted; it includes collectd's side
 //! only, not the client's).
+//!
+//! Before the sizes, the **transport floor**: threads of the benchmark
+//! itself answer every request with one fixed HTTP response (the size of a
+//! value list) on TCP loopback and on a Unix socket, doing nothing else,
+//! and the same client asks on one connection each (2 s each, interleaved
+//! slices). TCP / Unix of that do-nothing server bounds what any HTTP
+//! server on TCP can reach against GETVAL on this machine.
 //!
 //! # Part B, write path (B-write): collectd CPU per value, one size
 //!
@@ -1153,8 +1162,8 @@ fn timed_listval(sock: &Path) -> (Duration, usize, usize) {
 /// again and again and reads each answer completely (status line, headers,
 /// then the body by Content-Length or chunked) before the next.
 struct KeepAlive {
-    r: BufReader<TcpStream>,
-    w: TcpStream,
+    r: BufReader<Box<dyn Read>>,
+    w: Box<dyn Write>,
     req: Vec<u8>,
     line: String,
     body: Vec<u8>,
@@ -1166,9 +1175,23 @@ impl KeepAlive {
             .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
         s.set_nodelay(true).expect("TCP_NODELAY");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let w = s.try_clone().expect("clone socket");
+        KeepAlive::with(Box::new(s), Box::new(w), path)
+    }
+
+    /// The same over a Unix socket (the plugin's `SocketFile`).
+    fn new_unix(sock: &Path, path: &str) -> KeepAlive {
+        let s = UnixStream::connect(sock)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", sock.display()));
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let w = s.try_clone().expect("clone socket");
+        KeepAlive::with(Box::new(s), Box::new(w), path)
+    }
+
+    fn with(r: Box<dyn Read>, w: Box<dyn Write>, path: &str) -> KeepAlive {
         KeepAlive {
-            w: s.try_clone().expect("clone socket"),
-            r: BufReader::with_capacity(1 << 16, s),
+            w,
+            r: BufReader::with_capacity(1 << 16, r),
             req: format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes(),
             line: String::new(),
             body: Vec::new(),
@@ -1391,9 +1414,10 @@ struct SizeResult {
     /// (min, median) ms of each of EPS, in that order.
     ms: [(f64, f64); 5],
     /// Single value on one connection: requests/s and collectd CPU µs per
-    /// request, ours (keep-alive HTTP) and unixsock GETVAL.
-    single: (f64, f64),
-    single_cpu: (f64, f64),
+    /// request, ours (keep-alive HTTP on TCP), unixsock GETVAL, ours
+    /// (keep-alive HTTP on the Unix socket, SocketFile).
+    single: (f64, f64, f64),
+    single_cpu: (f64, f64, f64),
 }
 
 impl SizeResult {
@@ -1418,6 +1442,7 @@ fn part_b(sizes: &[usize]) {
          {RUNS} runs per request after 1 warm-up, interleaved"
     );
     println!("  machine load at the start: {}", load_avg());
+    let floor = transport_floor();
     let mut results = Vec::new();
     for &n in sizes {
         results.push(run_size(n));
@@ -1425,6 +1450,90 @@ fn part_b(sizes: &[usize]) {
     let write = write_path();
     let ingest = ingest_ceiling();
     summary(&results, &write, &ingest);
+    println!(
+        "  transport floor (a do-nothing responder, one connection): {:.0} req/s on TCP \
+         loopback, {:.0} on a Unix socket: TCP / Unix = {:.2}",
+        floor.0,
+        floor.1,
+        floor.0 / floor.1
+    );
+}
+
+/// What one connection can do on each transport with a server that does
+/// nothing: threads of this process answer every request with the same
+/// fixed HTTP response (about the size of one value list), one on TCP
+/// loopback and one on a Unix socket, and the same client as the
+/// single-value figures asks again and again, in interleaved slices. The
+/// ratio bounds what any HTTP server on TCP can reach against GETVAL,
+/// which runs on a Unix socket. Requests/s on (TCP, Unix).
+fn transport_floor() -> (f64, f64) {
+    use std::os::unix::net::UnixListener;
+    const BODY: &str = "{\"values\":[0.5],\"dstypes\":[\"gauge\"],\"dsnames\":[\"value\"],\
+        \"rates\":[0.5],\"time\":1796400000.0,\"interval\":10.0,\"host\":\"host0001\",\
+        \"plugin\":\"plugin001\",\"plugin_instance\":\"\",\"type\":\"gauge\",\
+        \"type_instance\":\"ti0\",\"meta\":{}}";
+    fn answer(mut s: impl Read + Write) {
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             date: Fri, 04 Dec 2026 00:00:00 GMT\r\n\r\n{BODY}",
+            BODY.len()
+        );
+        let mut buf = [0u8; 4096];
+        // One request per read: the client sends the next only after the
+        // answer.
+        while matches!(s.read(&mut buf), Ok(n) if n > 0) {
+            if s.write_all(resp.as_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind TCP");
+    let port = tcp.local_addr().unwrap().port();
+    let dir = common::temp_dir("bench-floor");
+    let sock = dir.join("floor.sock");
+    let unix = UnixListener::bind(&sock).expect("bind Unix socket");
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = tcp.accept() {
+            let _ = s.set_nodelay(true);
+            answer(s);
+        }
+    });
+    std::thread::spawn(move || {
+        if let Ok((s, _)) = unix.accept() {
+            answer(s);
+        }
+    });
+    let mut t = KeepAlive::new(port, "/");
+    let mut u = KeepAlive::new_unix(&sock, "/");
+    let (mut tn, mut tt, mut un, mut ut) = (0u64, 0.0, 0u64, 0.0);
+    let slice = SINGLE / SINGLE_SLICES as u32;
+    for i in 0..SINGLE_SLICES * 2 {
+        let tcp_turn = i % 4 == 0 || i % 4 == 3;
+        let ka = if tcp_turn { &mut t } else { &mut u };
+        let t0 = Instant::now();
+        let mut k = 0;
+        while t0.elapsed() < slice {
+            assert_eq!(ka.get(), 200);
+            k += 1;
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        if tcp_turn {
+            (tn, tt) = (tn + k, tt + dt);
+        } else {
+            (un, ut) = (un + k, ut + dt);
+        }
+    }
+    drop((t, u));
+    let _ = std::fs::remove_dir_all(&dir);
+    let r = (tn as f64 / tt, un as f64 / ut);
+    println!(
+        "  transport floor: a do-nothing responder answers {:.0} req/s on TCP loopback and \
+         {:.0} on a Unix socket (one connection each; TCP / Unix = {:.2})",
+        r.0,
+        r.1,
+        r.0 / r.1
+    );
+    r
 }
 
 /// /proc/loadavg's three load averages.
@@ -1500,8 +1609,23 @@ fn summary(results: &[SizeResult], write: &WriteResult, ingest: &IngestResult) {
             false,
         ),
         (
+            "req/s ours the same on SocketFile",
+            Box::new(|r| r.single.2),
+            true,
+        ),
+        (
+            "    ratio (goal >= 1)",
+            Box::new(|r| r.single.2 / r.single.1),
+            false,
+        ),
+        (
             "CPU µs/req ours keep-alive GET one value",
             Box::new(|r| r.single_cpu.0),
+            true,
+        ),
+        (
+            "CPU µs/req ours the same on SocketFile",
+            Box::new(|r| r.single_cpu.2),
             true,
         ),
         (
@@ -1561,10 +1685,13 @@ fn run_size(n: usize) -> SizeResult {
          <Plugin write_prometheus>\n  Host \"127.0.0.1\"\n  Port \"{prom}\"\n</Plugin>"
     );
     progress(&format!("B: N={n}: starting collectd"));
+    let sock_dir = common::temp_dir("bench-api-sock");
+    let api_sock = sock_dir.join("api.sock");
     let c = Collectd::start(
         Setup::default()
             .load(&["network", "write_prometheus"])
             .extra(&extra)
+            .rest(&format!("SocketFile \"{}\"", api_sock.display()))
             .interval(10.0),
     );
     assert_ne!(c.port, prom, "rest and write_prometheus got the same port");
@@ -1760,27 +1887,37 @@ fn run_size(n: usize) -> SizeResult {
         String::from_utf8_lossy(&us.line)
     );
     let getval_line = String::from_utf8_lossy(&us.line).trim_end().to_string();
-    // Slices of each, interleaved A-B-B-A..., so that both see the same
-    // machine conditions; both connections stay open throughout.
-    let (mut http_rate, mut getval_rate) = (Rate::default(), Rate::default());
+    let mut uhttp = KeepAlive::new_unix(&api_sock, &path);
+    assert_eq!(uhttp.get(), 200, "GET {path} on {}", api_sock.display());
+    // Slices of each, interleaved A-B-C-C-B-A..., so that all see the same
+    // machine conditions; the connections stay open throughout.
+    let (mut http_rate, mut getval_rate, mut unix_rate) =
+        (Rate::default(), Rate::default(), Rate::default());
     let slice = SINGLE / SINGLE_SLICES as u32;
-    for i in 0..SINGLE_SLICES * 2 {
-        if (i % 4 == 0) || (i % 4 == 3) {
-            http_rate.run(pid, slice, || {
+    for i in 0..SINGLE_SLICES * 3 {
+        let k = if (i / 3) % 2 == 0 { i % 3 } else { 2 - i % 3 };
+        match k {
+            0 => http_rate.run(pid, slice, || {
                 let status = http.get();
                 if status != 200 {
                     panic!("GET {path}: {status}");
                 }
-            });
-        } else {
-            getval_rate.run(pid, slice, || {
+            }),
+            1 => getval_rate.run(pid, slice, || {
                 if us.run() < 1 {
                     panic!("GETVAL {one_id}: {}", String::from_utf8_lossy(&us.line));
                 }
-            });
+            }),
+            _ => unix_rate.run(pid, slice, || {
+                let status = uhttp.get();
+                if status != 200 {
+                    panic!("GET {path} on the Unix socket: {status}");
+                }
+            }),
         }
     }
-    drop((http, us));
+    drop((http, us, uhttp));
+    let (unix_rps, unix_cpu, unix_n) = unix_rate.result(bg_rate);
     let (ours_rps, ours_cpu, ours_n) = http_rate.result(bg_rate);
     let (getval_rps, getval_cpu, getval_n) = getval_rate.result(bg_rate);
 
@@ -1860,14 +1997,24 @@ fn run_size(n: usize) -> SizeResult {
         w = path.len().saturating_sub(6)
     );
     println!(
-        "    ours / GETVAL: {:.2}x the request rate (goal >= 1)",
-        ours_rps / getval_rps
+        "    ours  on SocketFile:{:>w$} {unix_rps:>8.0} req/s ({unix_n} requests), \
+         collectd CPU {unix_cpu:.1} µs/req",
+        "",
+        w = path.len().saturating_sub(4)
     );
+    println!(
+        "    ours / GETVAL: {:.2}x the request rate on TCP, {:.2}x on the Unix socket \
+         (goal >= 1)",
+        ours_rps / getval_rps,
+        unix_rps / getval_rps
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(&sock_dir);
     SizeResult {
         n,
         ms: medians,
-        single: (ours_rps, getval_rps),
-        single_cpu: (ours_cpu, getval_cpu),
+        single: (ours_rps, getval_rps, unix_rps),
+        single_cpu: (ours_cpu, getval_cpu, unix_cpu),
     }
 }
 
