@@ -60,7 +60,10 @@ fn keystone_roles_revocation_and_service_token_renewal() {
         "AuthToken \"admin\" \"static-admin-token\"\n{}",
         keystone_block(&ks, SVC_PASSWORD, 2)
     )));
-    c.wait_log("(http, auth: token and keystone;");
+    c.wait_log(&format!(
+        "listening on http://127.0.0.1:{} (auth: token and keystone;",
+        c.port
+    ));
 
     let reader_token = ks.token("ops-reader", "reader-pw", "demo");
     let admin_token = ks.token("ops-admin", "admin-pw", "demo");

@@ -155,7 +155,14 @@ fn tls_only_when_configured() {
     assert!(common::try_request(c.port, "GET", "/v1/health", &[], b"")
         .map(|r| r.status != 200)
         .unwrap_or(true));
-    assert!(c.log().contains("(https, auth: none"), "{}", c.log());
+    assert!(
+        c.log().contains(&format!(
+            "listening on https://127.0.0.1:{} (auth: none",
+            c.port
+        )),
+        "{}",
+        c.log()
+    );
     drop(c);
 
     // A key that does not match the certificate: the config is refused.
