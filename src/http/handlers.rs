@@ -266,7 +266,7 @@ pub fn value(app: &App, req: &ApiRequest, params: &[Cow<'_, str>]) -> Result<Res
         .values
         .get(id)
         .ok_or_else(|| ApiError::not_found(format!("no live value for {id}")))?;
-    let mut o = JsonOut::with_capacity(512);
+    let mut o = JsonOut::one(512);
     o.value_list(&snap, &snap.entries[0]);
     Ok(raw_json_response(StatusCode::OK, o.buf))
 }

@@ -8,7 +8,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use crate::model::{cdtime_to_secs, DsType, MetaValue, MetricName, Notification};
+use crate::model::{cdtime_to_secs, DataSource, DsType, MetaValue, MetricName, Notification};
 use crate::store::values::SnapEntry;
 use crate::store::{Sequenced, Snapshot};
 
@@ -21,15 +21,25 @@ pub struct JsonOut {
     pub buf: Vec<u8>,
     /// `"dstypes":[...],"dsnames":[...]` of each data set written so far,
     /// by the data set's address (the snapshot keeps every data set alive):
-    /// a handful of data sets serve many thousands of metrics.
-    data_sets: HashMap<usize, Box<[u8]>>,
+    /// a handful of data sets serve many thousands of metrics. None: not
+    /// kept (`one`).
+    data_sets: Option<HashMap<usize, Box<[u8]>>>,
 }
 
 impl JsonOut {
     pub fn with_capacity(n: usize) -> Self {
         JsonOut {
             buf: Vec::with_capacity(n),
-            data_sets: HashMap::new(),
+            data_sets: Some(HashMap::new()),
+        }
+    }
+
+    /// For a document of one value list: no data set is written twice, so
+    /// none is kept for reuse.
+    pub fn one(n: usize) -> Self {
+        JsonOut {
+            buf: Vec::with_capacity(n),
+            data_sets: None,
         }
     }
 
@@ -135,16 +145,18 @@ impl JsonOut {
             },
         );
         self.buf.push(b',');
-        let key = Arc::as_ptr(&e.ds) as usize;
-        let fragment = self.data_sets.entry(key).or_insert_with(|| {
-            let mut o = JsonOut::with_capacity(64);
-            o.raw("\"dstypes\":");
-            o.array(sources.iter(), |o, src| o.plain_str(src.ds_type.as_str()));
-            o.raw(",\"dsnames\":");
-            o.array(sources.iter(), |o, src| o.str(&src.name));
-            o.buf.into_boxed_slice()
-        });
-        self.buf.extend_from_slice(fragment);
+        match &mut self.data_sets {
+            Some(kept) => {
+                let key = Arc::as_ptr(&e.ds) as usize;
+                let fragment = kept.entry(key).or_insert_with(|| {
+                    let mut o = JsonOut::one(64);
+                    o.data_set(sources);
+                    o.buf.into_boxed_slice()
+                });
+                self.buf.extend_from_slice(fragment);
+            }
+            None => self.data_set(sources),
+        }
         self.raw(",\"rates\":");
         self.array(snap.rates(e).iter(), |o, r| o.f64(*r));
         self.raw(",\"time\":");
@@ -155,6 +167,14 @@ impl JsonOut {
         self.raw(",\"meta\":");
         self.meta(e.meta.as_deref().map_or(&[][..], |m| m.as_slice()));
         self.buf.push(b'}');
+    }
+
+    /// `"dstypes":[...],"dsnames":[...]`.
+    fn data_set(&mut self, sources: &[DataSource]) {
+        self.raw("\"dstypes\":");
+        self.array(sources.iter(), |o, src| o.plain_str(src.ds_type.as_str()));
+        self.raw(",\"dsnames\":");
+        self.array(sources.iter(), |o, src| o.str(&src.name));
     }
 
     /// `"s"` for a string known to need no escape.
@@ -388,6 +408,13 @@ mod tests {
                 "meta": {"k": -1}
             }])
         );
+        let mut one = JsonOut::one(0);
+        one.value_list(&snap, &snap.entries[0]);
+        let mut kept = JsonOut::with_capacity(0);
+        kept.value_list(&snap, &snap.entries[0]);
+        kept.buf.push(b',');
+        kept.value_list(&snap, &snap.entries[0]);
+        assert_eq!(kept.buf, [&one.buf[..], b",", &one.buf[..]].concat());
         let mut o = JsonOut::with_capacity(0);
         o.entries(&snap, JsonOut::metric);
         let v: Value = serde_json::from_slice(&o.buf).unwrap();
