@@ -262,12 +262,12 @@ pub fn value(app: &App, req: &ApiRequest, params: &[Cow<'_, str>]) -> Result<Res
             format!("{id:?} is not an identifier host/plugin[-instance]/type[-instance]"),
         ));
     }
-    let snap = app
+    let one = app
         .values
-        .get(id)
+        .get_one(id)
         .ok_or_else(|| ApiError::not_found(format!("no live value for {id}")))?;
     let mut o = JsonOut::one(512);
-    o.value_list(&snap, &snap.entries[0]);
+    o.one_value_list(&one);
     Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 

@@ -8,8 +8,10 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use crate::model::{cdtime_to_secs, DataSource, DsType, MetaValue, MetricName, Notification};
-use crate::store::values::SnapEntry;
+use crate::model::{
+    cdtime_to_secs, DataSource, DsType, MetaValue, MetricName, Notification, RawValue,
+};
+use crate::store::values::{One, SnapEntry};
 use crate::store::{Sequenced, Snapshot};
 
 /// A JSON document written straight into a byte buffer: the bulk routes
@@ -134,16 +136,29 @@ impl JsonOut {
     /// A value list object: what write_http's JSON format writes, plus
     /// rates (`GET /v1/values`, `/v1/history`, `/v1/values/{id}`).
     pub fn value_list(&mut self, snap: &Snapshot, e: &SnapEntry) {
+        self.value_list_of(e, snap.values(e).iter().copied(), snap.rates(e));
+    }
+
+    /// `value_list` of a single value (`ValueStore::get_one`).
+    pub fn one_value_list(&mut self, one: &One) {
+        self.value_list_of(&one.entry, one.values(), one.rates());
+    }
+
+    fn value_list_of(
+        &mut self,
+        e: &SnapEntry,
+        values: impl Iterator<Item = RawValue>,
+        rates: &[f64],
+    ) {
         let sources = &e.ds.sources;
         self.raw("{\"values\":");
-        self.array(
-            snap.values(e).iter().zip(sources.iter()),
-            |o, (v, src)| match src.ds_type {
+        self.array(values.zip(sources.iter()), |o, (v, src)| {
+            match src.ds_type {
                 DsType::Gauge => o.f64(v.as_gauge()),
                 DsType::Derive => o.i64(v.as_derive()),
                 DsType::Counter | DsType::Absolute => o.u64(v.0),
-            },
-        );
+            }
+        });
         self.buf.push(b',');
         match &mut self.data_sets {
             Some(kept) => {
@@ -158,7 +173,7 @@ impl JsonOut {
             None => self.data_set(sources),
         }
         self.raw(",\"rates\":");
-        self.array(snap.rates(e).iter(), |o, r| o.f64(*r));
+        self.array(rates.iter(), |o, r| o.f64(*r));
         self.raw(",\"time\":");
         self.f64(cdtime_to_secs(e.time));
         self.raw(",\"interval\":");
@@ -410,6 +425,9 @@ mod tests {
         );
         let mut one = JsonOut::one(0);
         one.value_list(&snap, &snap.entries[0]);
+        let mut got = JsonOut::one(0);
+        got.one_value_list(&s.get_one("h\"1/p-i/if_octets").unwrap());
+        assert_eq!(got.buf, one.buf);
         let mut kept = JsonOut::with_capacity(0);
         kept.value_list(&snap, &snap.entries[0]);
         kept.buf.push(b',');
