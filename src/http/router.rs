@@ -86,12 +86,18 @@ impl<'a> Deref for Params<'a> {
 fn find(path: &str) -> Result<(&'static RouteSpec, Params<'_>), ApiError> {
     let mut segs = [""; MAX_SEGMENTS];
     let mut n = 0;
-    for s in path.split('/') {
+    let mut start = 0;
+    // `path.split('/')`, as a byte loop (cheaper on a path this short).
+    for (i, b) in path.bytes().enumerate().chain([(path.len(), b'/')]) {
+        if b != b'/' {
+            continue;
+        }
         if n == MAX_SEGMENTS {
             return Err(ApiError::not_found(format!("no route {path}")));
         }
-        segs[n] = s;
+        segs[n] = &path[start..i];
         n += 1;
+        start = i + 1;
     }
     let segs = &segs[..n];
     for (spec, tpl) in ROUTES.iter().zip(TEMPLATES.iter()) {
