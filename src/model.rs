@@ -332,7 +332,19 @@ impl MetricName {
 
     /// host, plugin, plugin_instance, type and type_instance.
     pub fn fields(&self) -> [&str; 5] {
-        [0, 1, 2, 3, 4].map(|i| self.field(i))
+        // `field` of each, in one pass over the lengths.
+        let lens = self.0.as_bytes();
+        let id = self.identifier();
+        let mut out = [""; 5];
+        let mut start = 0;
+        for (i, f) in out.iter_mut().enumerate() {
+            let len = usize::from(lens[i]);
+            if len > 0 {
+                *f = &id[start..start + len];
+            }
+            start += len + usize::from(i != 2 || len > 0);
+        }
+        out
     }
 
     fn field(&self, index: usize) -> &str {
@@ -539,6 +551,17 @@ mod tests {
         let n = MetricName::new(["h", "p", "", "t", "ti"]);
         assert_eq!(n.type_(), "t");
         assert_eq!(n.type_instance(), "ti");
+        // fields() is each field, however the fields are empty or not
+        for f in [
+            ["h", "p", "", "t", ""],
+            ["h", "p", "i", "t", ""],
+            ["h", "p", "", "t", "x"],
+            ["é", "p-q", "i-j", "t", "x-y"],
+        ] {
+            let n = MetricName::new(f);
+            assert_eq!(n.fields(), [0, 1, 2, 3, 4].map(|i| n.field(i)), "{f:?}");
+            assert_eq!(n.fields(), f);
+        }
     }
 
     #[test]

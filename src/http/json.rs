@@ -208,9 +208,14 @@ impl JsonOut {
             ",\"type\":",
             ",\"type_instance\":",
         ];
+        let plain = n.is_json_plain();
         for (key, value) in KEYS.into_iter().zip(n.fields()) {
             self.raw(key);
-            self.name_str(n, value);
+            if plain {
+                self.plain_str(value);
+            } else {
+                self.str(value);
+            }
         }
     }
 
