@@ -14,6 +14,10 @@ use crate::model::{
 use crate::store::values::{One, SnapEntry};
 use crate::store::{Sequenced, Snapshot};
 
+/// Non-negative whole numbers below this are written as an integer and
+/// ".0": serde_json writes them so (from 1e16 on it writes "1e16").
+const INTEGRAL_BELOW: f64 = 1e15;
+
 /// A JSON document written straight into a byte buffer: the bulk routes
 /// (every value, every metric, history pages) write hundreds of thousands
 /// of objects, and this writes them at memory speed. Numbers and strings
@@ -84,7 +88,12 @@ impl JsonOut {
 
     /// A number as serde_json writes it; NaN and infinities are `null`.
     pub fn f64(&mut self, v: f64) {
-        if v.is_finite() {
+        if v.is_sign_positive() && v < INTEGRAL_BELOW && v.fract() == 0.0 {
+            // A whole number (an interval, say), as serde_json writes it
+            // ("10.0"), without the general float formatter.
+            let _ = CompactFormatter.write_u64(&mut self.buf, v as u64);
+            self.buf.extend_from_slice(b".0");
+        } else if v.is_finite() {
             let _ = CompactFormatter.write_f64(&mut self.buf, v);
         } else {
             self.buf.extend_from_slice(b"null");
@@ -378,6 +387,33 @@ mod tests {
             let mut o = JsonOut::with_capacity(0);
             o.meta(m);
             assert_eq!(o.buf, serde_json::to_vec(&MetaJson(m)).unwrap());
+        }
+    }
+
+    #[test]
+    fn whole_numbers_as_serde_json_writes_them() {
+        let mut xs = vec![0.0, -0.0, 1.0, 10.0, 3600.0, 1764867600.0, 0.5, -1.0, -10.0];
+        let mut p = 1.0;
+        while p < 1e17 {
+            xs.extend([p, p - 1.0, p + 1.0, p * 3.0, p * 7.0 + 1.0]);
+            p *= 10.0;
+        }
+        xs.extend([
+            INTEGRAL_BELOW,
+            INTEGRAL_BELOW - 1.0,
+            2f64.powi(53),
+            1e300,
+            f64::MAX,
+        ]);
+        xs.extend([f64::MIN_POSITIVE, 4.9e-324, 1e15 - 0.5, 123456789.0]);
+        for x in xs {
+            let mut o = JsonOut::one(0);
+            o.f64(x);
+            assert_eq!(
+                String::from_utf8(o.buf).unwrap(),
+                serde_json::to_string(&x).unwrap(),
+                "{x}"
+            );
         }
     }
 
