@@ -332,7 +332,19 @@ impl MetricName {
 
     /// host, plugin, plugin_instance, type and type_instance.
     pub fn fields(&self) -> [&str; 5] {
-        [0, 1, 2, 3, 4].map(|i| self.field(i))
+        // `field` of each, in one pass over the lengths.
+        let lens = self.0.as_bytes();
+        let id = self.identifier();
+        let mut out = [""; 5];
+        let mut start = 0;
+        for (i, f) in out.iter_mut().enumerate() {
+            let len = usize::from(lens[i]);
+            if len > 0 {
+                *f = &id[start..start + len];
+            }
+            start += len + usize::from(i != 2 || len > 0);
+        }
+        out
     }
 
     fn field(&self, index: usize) -> &str {
@@ -401,15 +413,13 @@ pub fn parse_identifier(s: &str) -> Option<[String; 5]> {
 
 /// `parse_identifier`, borrowing the fields from `s` (no allocation).
 pub fn identifier_fields(s: &str) -> Option<[&str; 5]> {
-    let mut parts = s.splitn(3, '/');
-    let host = parts.next()?;
-    let plugin = parts.next()?;
-    let type_ = parts.next()?;
+    let (host, rest) = split_at_byte(s, b'/')?;
+    let (plugin, type_) = split_at_byte(rest, b'/')?;
     if host.is_empty() || plugin.is_empty() || type_.is_empty() || type_.contains('/') {
         return None;
     }
-    let (plugin, plugin_instance) = plugin.split_once('-').unwrap_or((plugin, ""));
-    let (type_, type_instance) = type_.split_once('-').unwrap_or((type_, ""));
+    let (plugin, plugin_instance) = split_at_byte(plugin, b'-').unwrap_or((plugin, ""));
+    let (type_, type_instance) = split_at_byte(type_, b'-').unwrap_or((type_, ""));
     if plugin.is_empty() || type_.is_empty() {
         return None;
     }
@@ -418,6 +428,14 @@ pub fn identifier_fields(s: &str) -> Option<[&str; 5]> {
         return None;
     }
     Some(fields)
+}
+
+/// `s.split_once(c)` for an ASCII `c`, as a plain byte loop: cheaper than
+/// the general pattern search on strings as short as a name's parts.
+fn split_at_byte(s: &str, c: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == c)?;
+    // `c` is ASCII, so both sides are on character boundaries.
+    Some((&s[..i], &s[i + 1..]))
 }
 
 /// A plugin name as collectd uses them for callbacks: 1-127 bytes of ASCII
@@ -533,6 +551,17 @@ mod tests {
         let n = MetricName::new(["h", "p", "", "t", "ti"]);
         assert_eq!(n.type_(), "t");
         assert_eq!(n.type_instance(), "ti");
+        // fields() is each field, however the fields are empty or not
+        for f in [
+            ["h", "p", "", "t", ""],
+            ["h", "p", "i", "t", ""],
+            ["h", "p", "", "t", "x"],
+            ["é", "p-q", "i-j", "t", "x-y"],
+        ] {
+            let n = MetricName::new(f);
+            assert_eq!(n.fields(), [0, 1, 2, 3, 4].map(|i| n.field(i)), "{f:?}");
+            assert_eq!(n.fields(), f);
+        }
     }
 
     #[test]
@@ -560,6 +589,15 @@ mod tests {
         );
         for bad in ["", "h", "h/p", "h//t", "/p/t", "h/p/", "h/p/t/x", "h/-x/t"] {
             assert!(parse_identifier(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn split_at_byte_is_split_once() {
+        for s in ["", "/", "a", "a/", "/b", "a/b/c", "é/ü-x", "--", "a-b-c"] {
+            for c in [b'/', b'-'] {
+                assert_eq!(split_at_byte(s, c), s.split_once(char::from(c)), "{s}");
+            }
         }
     }
 

@@ -137,10 +137,30 @@ impl Authenticator {
 
     /// The role of the request's credentials.
     pub async fn role(&self, headers: &HeaderMap) -> Result<Role, AuthError> {
-        if self.is_open() {
-            return Ok(Role::Admin);
+        match self.check(headers) {
+            Check::Done(r) => r,
+            Check::Keystone(token) => match &self.keystone {
+                Some(k) => match k.validate(token).await {
+                    Ok(keystone::Validation::Role(r)) => Ok(r),
+                    Ok(keystone::Validation::NoRole) => Err(AuthError::Forbidden),
+                    Ok(keystone::Validation::Invalid) => Err(AuthError::Invalid),
+                    Err(e) => Err(AuthError::Unavailable(e)),
+                },
+                None => Err(AuthError::Invalid),
+            },
         }
-        let token = presented(headers).ok_or(AuthError::Missing)?;
+    }
+
+    /// What can be told without waiting: the role (or the refusal) when
+    /// there is no backend or a static token decides; otherwise the token
+    /// Keystone must validate.
+    pub fn check<'h>(&self, headers: &'h HeaderMap) -> Check<'h> {
+        if self.is_open() {
+            return Check::Done(Ok(Role::Admin));
+        }
+        let Some(token) = presented(headers) else {
+            return Check::Done(Err(AuthError::Missing));
+        };
         // Every static token is compared, so the time taken does not say
         // which one (or whether one) matched.
         let mut role = None;
@@ -149,19 +169,19 @@ impl Authenticator {
                 role = role.max(Some(*r));
             }
         }
-        if let Some(r) = role {
-            return Ok(r);
-        }
-        match &self.keystone {
-            Some(k) => match k.validate(token).await {
-                Ok(keystone::Validation::Role(r)) => Ok(r),
-                Ok(keystone::Validation::NoRole) => Err(AuthError::Forbidden),
-                Ok(keystone::Validation::Invalid) => Err(AuthError::Invalid),
-                Err(e) => Err(AuthError::Unavailable(e)),
-            },
-            None => Err(AuthError::Invalid),
+        match role {
+            Some(r) => Check::Done(Ok(r)),
+            None if self.keystone.is_some() => Check::Keystone(token),
+            None => Check::Done(Err(AuthError::Invalid)),
         }
     }
+}
+
+/// `Authenticator::check`'s answer.
+pub enum Check<'h> {
+    Done(Result<Role, AuthError>),
+    /// A token only Keystone can judge.
+    Keystone(&'h str),
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use super::error::ApiError;
 use super::request::ApiRequest;
 use crate::app::App;
-use crate::auth::AuthError;
+use crate::auth::{AuthError, Check};
 pub use crate::config::Role;
 
 /// The role a route needs; None for the unauthenticated heartbeat.
@@ -48,7 +48,39 @@ pub async fn authorize(app: &App, req: &ApiRequest, needed: Option<Role>) -> Res
     let Some(needed) = needed else {
         return Ok(());
     };
-    let role = app.auth.role(&req.headers).await.map_err(|e| match e {
+    let role = app.auth.role(&req.headers).await.map_err(refusal)?;
+    enough(role, needed)
+}
+
+/// `authorize` when it can be answered without waiting (no Keystone
+/// round trip); None when Keystone must be asked.
+pub fn authorize_now(
+    app: &App,
+    req: &ApiRequest,
+    needed: Option<Role>,
+) -> Option<Result<(), ApiError>> {
+    let Some(needed) = needed else {
+        return Some(Ok(()));
+    };
+    match app.auth.check(&req.headers) {
+        Check::Done(role) => Some(role.map_err(refusal).and_then(|r| enough(r, needed))),
+        Check::Keystone(_) => None,
+    }
+}
+
+fn enough(role: Role, needed: Role) -> Result<(), ApiError> {
+    if role < needed {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this needs the {} role", needed.as_str()),
+        ));
+    }
+    Ok(())
+}
+
+fn refusal(e: AuthError) -> ApiError {
+    match e {
         AuthError::Missing => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
@@ -68,15 +100,7 @@ pub async fn authorize(app: &App, req: &ApiRequest, needed: Option<Role>) -> Res
             log_unavailable(&why);
             ApiError::unavailable("the identity service cannot be reached; try again later")
         }
-    })?;
-    if role < needed {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this needs the {} role", needed.as_str()),
-        ));
     }
-    Ok(())
 }
 
 #[cfg(test)]

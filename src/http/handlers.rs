@@ -2,6 +2,7 @@
 //! anything, take what they need from the stores (which copy under their
 //! locks), and serialize with no lock held.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use hyper::{Response, StatusCode};
@@ -237,21 +238,36 @@ pub fn history(app: &App, req: &ApiRequest) -> Result<Response<Body>> {
     Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 
-pub fn value(app: &App, req: &ApiRequest, params: &[String]) -> Result<Response<Body>> {
+pub fn value(app: &App, req: &ApiRequest, params: &[Cow<'_, str>]) -> Result<Response<Body>> {
     req.query(&[])?;
-    let id = params.join("/");
-    if identifier_fields(&id).is_none() {
+    let joined;
+    let id = if params.iter().all(|p| matches!(p, Cow::Borrowed(_))) {
+        // Not %-escaped: the parameters are the path's last segments as
+        // they are, so the identifier is that end of the path.
+        let path = req.path();
+        let len = params
+            .iter()
+            .map(|p| p.len() + 1)
+            .sum::<usize>()
+            .saturating_sub(1);
+        &path[path.len() - len..]
+    } else {
+        joined = params.join("/");
+        &joined[..]
+    };
+    debug_assert_eq!(id, params.join("/"));
+    if identifier_fields(id).is_none() {
         return Err(ApiError::bad_request(
             "invalid_identifier",
             format!("{id:?} is not an identifier host/plugin[-instance]/type[-instance]"),
         ));
     }
-    let snap = app
+    let one = app
         .values
-        .get(&id)
+        .get_one(id)
         .ok_or_else(|| ApiError::not_found(format!("no live value for {id}")))?;
-    let mut o = JsonOut::with_capacity(512);
-    o.value_list(&snap, &snap.entries[0]);
+    let mut o = JsonOut::one(512);
+    o.one_value_list(&one);
     Ok(raw_json_response(StatusCode::OK, o.buf))
 }
 

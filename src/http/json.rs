@@ -8,9 +8,15 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::ser::{CompactFormatter, Formatter};
 
-use crate::model::{cdtime_to_secs, DsType, MetaValue, MetricName, Notification};
-use crate::store::values::SnapEntry;
+use crate::model::{
+    cdtime_to_secs, DataSource, DsType, MetaValue, MetricName, Notification, RawValue,
+};
+use crate::store::values::{One, SnapEntry};
 use crate::store::{Sequenced, Snapshot};
+
+/// Non-negative whole numbers below this are written as an integer and
+/// ".0": serde_json writes them so (from 1e16 on it writes "1e16").
+const INTEGRAL_BELOW: f64 = 1e15;
 
 /// A JSON document written straight into a byte buffer: the bulk routes
 /// (every value, every metric, history pages) write hundreds of thousands
@@ -21,15 +27,25 @@ pub struct JsonOut {
     pub buf: Vec<u8>,
     /// `"dstypes":[...],"dsnames":[...]` of each data set written so far,
     /// by the data set's address (the snapshot keeps every data set alive):
-    /// a handful of data sets serve many thousands of metrics.
-    data_sets: HashMap<usize, Box<[u8]>>,
+    /// a handful of data sets serve many thousands of metrics. None: not
+    /// kept (`one`).
+    data_sets: Option<HashMap<usize, Box<[u8]>>>,
 }
 
 impl JsonOut {
     pub fn with_capacity(n: usize) -> Self {
         JsonOut {
             buf: Vec::with_capacity(n),
-            data_sets: HashMap::new(),
+            data_sets: Some(HashMap::new()),
+        }
+    }
+
+    /// For a document of one value list: no data set is written twice, so
+    /// none is kept for reuse.
+    pub fn one(n: usize) -> Self {
+        JsonOut {
+            buf: Vec::with_capacity(n),
+            data_sets: None,
         }
     }
 
@@ -72,7 +88,12 @@ impl JsonOut {
 
     /// A number as serde_json writes it; NaN and infinities are `null`.
     pub fn f64(&mut self, v: f64) {
-        if v.is_finite() {
+        if v.is_sign_positive() && v < INTEGRAL_BELOW && v.fract() == 0.0 {
+            // A whole number (an interval, say), as serde_json writes it
+            // ("10.0"), without the general float formatter.
+            let _ = CompactFormatter.write_u64(&mut self.buf, v as u64);
+            self.buf.extend_from_slice(b".0");
+        } else if v.is_finite() {
             let _ = CompactFormatter.write_f64(&mut self.buf, v);
         } else {
             self.buf.extend_from_slice(b"null");
@@ -124,29 +145,44 @@ impl JsonOut {
     /// A value list object: what write_http's JSON format writes, plus
     /// rates (`GET /v1/values`, `/v1/history`, `/v1/values/{id}`).
     pub fn value_list(&mut self, snap: &Snapshot, e: &SnapEntry) {
+        self.value_list_of(e, snap.values(e).iter().copied(), snap.rates(e));
+    }
+
+    /// `value_list` of a single value (`ValueStore::get_one`).
+    pub fn one_value_list(&mut self, one: &One) {
+        self.value_list_of(&one.entry, one.values(), one.rates());
+    }
+
+    fn value_list_of(
+        &mut self,
+        e: &SnapEntry,
+        values: impl Iterator<Item = RawValue>,
+        rates: &[f64],
+    ) {
         let sources = &e.ds.sources;
         self.raw("{\"values\":");
-        self.array(
-            snap.values(e).iter().zip(sources.iter()),
-            |o, (v, src)| match src.ds_type {
+        self.array(values.zip(sources.iter()), |o, (v, src)| {
+            match src.ds_type {
                 DsType::Gauge => o.f64(v.as_gauge()),
                 DsType::Derive => o.i64(v.as_derive()),
                 DsType::Counter | DsType::Absolute => o.u64(v.0),
-            },
-        );
-        self.buf.push(b',');
-        let key = Arc::as_ptr(&e.ds) as usize;
-        let fragment = self.data_sets.entry(key).or_insert_with(|| {
-            let mut o = JsonOut::with_capacity(64);
-            o.raw("\"dstypes\":");
-            o.array(sources.iter(), |o, src| o.plain_str(src.ds_type.as_str()));
-            o.raw(",\"dsnames\":");
-            o.array(sources.iter(), |o, src| o.str(&src.name));
-            o.buf.into_boxed_slice()
+            }
         });
-        self.buf.extend_from_slice(fragment);
+        self.buf.push(b',');
+        match &mut self.data_sets {
+            Some(kept) => {
+                let key = Arc::as_ptr(&e.ds) as usize;
+                let fragment = kept.entry(key).or_insert_with(|| {
+                    let mut o = JsonOut::one(64);
+                    o.data_set(sources);
+                    o.buf.into_boxed_slice()
+                });
+                self.buf.extend_from_slice(fragment);
+            }
+            None => self.data_set(sources),
+        }
         self.raw(",\"rates\":");
-        self.array(snap.rates(e).iter(), |o, r| o.f64(*r));
+        self.array(rates.iter(), |o, r| o.f64(*r));
         self.raw(",\"time\":");
         self.f64(cdtime_to_secs(e.time));
         self.raw(",\"interval\":");
@@ -155,6 +191,14 @@ impl JsonOut {
         self.raw(",\"meta\":");
         self.meta(e.meta.as_deref().map_or(&[][..], |m| m.as_slice()));
         self.buf.push(b'}');
+    }
+
+    /// `"dstypes":[...],"dsnames":[...]`.
+    fn data_set(&mut self, sources: &[DataSource]) {
+        self.raw("\"dstypes\":");
+        self.array(sources.iter(), |o, src| o.plain_str(src.ds_type.as_str()));
+        self.raw(",\"dsnames\":");
+        self.array(sources.iter(), |o, src| o.str(&src.name));
     }
 
     /// `"s"` for a string known to need no escape.
@@ -173,9 +217,14 @@ impl JsonOut {
             ",\"type\":",
             ",\"type_instance\":",
         ];
+        let plain = n.is_json_plain();
         for (key, value) in KEYS.into_iter().zip(n.fields()) {
             self.raw(key);
-            self.name_str(n, value);
+            if plain {
+                self.plain_str(value);
+            } else {
+                self.str(value);
+            }
         }
     }
 
@@ -342,6 +391,33 @@ mod tests {
     }
 
     #[test]
+    fn whole_numbers_as_serde_json_writes_them() {
+        let mut xs = vec![0.0, -0.0, 1.0, 10.0, 3600.0, 1764867600.0, 0.5, -1.0, -10.0];
+        let mut p = 1.0;
+        while p < 1e17 {
+            xs.extend([p, p - 1.0, p + 1.0, p * 3.0, p * 7.0 + 1.0]);
+            p *= 10.0;
+        }
+        xs.extend([
+            INTEGRAL_BELOW,
+            INTEGRAL_BELOW - 1.0,
+            2f64.powi(53),
+            1e300,
+            f64::MAX,
+        ]);
+        xs.extend([f64::MIN_POSITIVE, 4.9e-324, 1e15 - 0.5, 123456789.0]);
+        for x in xs {
+            let mut o = JsonOut::one(0);
+            o.f64(x);
+            assert_eq!(
+                String::from_utf8(o.buf).unwrap(),
+                serde_json::to_string(&x).unwrap(),
+                "{x}"
+            );
+        }
+    }
+
+    #[test]
     fn value_list_and_metric_objects() {
         let s = ValueStore::new(2, 10);
         let src = |name: &str, ds_type| DataSource {
@@ -388,6 +464,16 @@ mod tests {
                 "meta": {"k": -1}
             }])
         );
+        let mut one = JsonOut::one(0);
+        one.value_list(&snap, &snap.entries[0]);
+        let mut got = JsonOut::one(0);
+        got.one_value_list(&s.get_one("h\"1/p-i/if_octets").unwrap());
+        assert_eq!(got.buf, one.buf);
+        let mut kept = JsonOut::with_capacity(0);
+        kept.value_list(&snap, &snap.entries[0]);
+        kept.buf.push(b',');
+        kept.value_list(&snap, &snap.entries[0]);
+        assert_eq!(kept.buf, [&one.buf[..], b",", &one.buf[..]].concat());
         let mut o = JsonOut::with_capacity(0);
         o.entries(&snap, JsonOut::metric);
         let v: Value = serde_json::from_slice(&o.buf).unwrap();

@@ -5,17 +5,18 @@
 
 use bytes::Bytes;
 use hyper::header::CONTENT_TYPE;
-use hyper::{HeaderMap, Method};
+use hyper::{HeaderMap, Method, Uri};
 use serde::de::DeserializeOwned;
+use std::borrow::Cow;
 
 use super::error::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct ApiRequest {
     pub method: Method,
-    /// The raw (still percent-encoded) path.
-    pub path: String,
-    pub query: Option<String>,
+    /// The request target, origin-form (path and query, still
+    /// percent-encoded): hyper's own, not copied.
+    pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Bytes,
     /// When the request arrived (UNIX seconds), if known.
@@ -23,24 +24,31 @@ pub struct ApiRequest {
 }
 
 impl ApiRequest {
+    /// A request for `uri` (a path and query); panics if it is not a
+    /// valid request target (tests and fuzz harnesses only).
     pub fn new(method: Method, uri: &str) -> Self {
-        let (path, query) = match uri.split_once('?') {
-            Some((p, q)) => (p.to_string(), Some(q.to_string())),
-            None => (uri.to_string(), None),
-        };
         ApiRequest {
             method,
-            path,
-            query,
+            uri: Uri::try_from(uri).expect("a valid request target"),
             headers: HeaderMap::new(),
             body: Bytes::new(),
             received: None,
         }
     }
 
+    /// The raw (still percent-encoded) path.
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
+    /// The raw query string, if any.
+    pub fn raw_query(&self) -> Option<&str> {
+        self.uri.query()
+    }
+
     /// Parses the query string, allowing only the `allowed` keys.
     pub fn query(&self, allowed: &[&str]) -> Result<Query, ApiError> {
-        Query::parse(self.query.as_deref().unwrap_or(""), allowed)
+        Query::parse(self.raw_query().unwrap_or(""), allowed)
     }
 
     /// Parses a JSON body into `T`. An empty body is `{}` when `empty_ok`.
@@ -109,6 +117,16 @@ pub fn percent_decode(s: &str, plus: bool) -> Result<String, ApiError> {
     }
     String::from_utf8(out)
         .map_err(|_| ApiError::bad_request("invalid_encoding", "the URL is not UTF-8"))
+}
+
+/// `percent_decode` without `+` as space (a path segment), borrowing `s`
+/// when it has no escape.
+pub fn decode_segment(s: &str) -> Result<Cow<'_, str>, ApiError> {
+    if s.contains('%') {
+        percent_decode(s, false).map(Cow::Owned)
+    } else {
+        Ok(Cow::Borrowed(s))
+    }
 }
 
 /// A parsed query string: each key at most once.
@@ -190,6 +208,26 @@ mod tests {
             assert!(percent_decode(bad, false).is_err(), "{bad}");
             assert!(percent_decode(bad, true).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn segments_borrow_unless_escaped() {
+        assert!(matches!(
+            decode_segment("a+b").unwrap(),
+            Cow::Borrowed("a+b")
+        ));
+        assert!(matches!(decode_segment("").unwrap(), Cow::Borrowed("")));
+        assert_eq!(decode_segment("a%2Fb").unwrap(), "a/b");
+        for s in ["%ff", "%4", "a%+1", "%"] {
+            assert_eq!(
+                decode_segment(s).unwrap_err(),
+                percent_decode(s, false).unwrap_err()
+            );
+        }
+        let r = ApiRequest::new(Method::GET, "/v1/values?a=b%20");
+        assert_eq!((r.path(), r.raw_query()), ("/v1/values", Some("a=b%20")));
+        let r = ApiRequest::new(Method::GET, "/v1/values");
+        assert_eq!((r.path(), r.raw_query()), ("/v1/values", None));
     }
 
     #[test]

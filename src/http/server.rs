@@ -26,7 +26,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
-use super::{router, ApiRequest, Body};
+use super::router::{self, Answer, Pending};
+use super::{ApiRequest, Body};
 use crate::app::{now_secs, App};
 use crate::model::{secs_to_cdtime, Notification, Severity};
 
@@ -396,30 +397,27 @@ where
             Some(b) => b.lock().take(std::time::Instant::now()).err(),
             None => None,
         };
+        if let Some(secs) = limited {
+            let mut r = ApiError::new(
+                hyper::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "this connection sends more requests per second than RateLimit allows",
+            )
+            .into_response();
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(secs),
+            );
+            return Reply::Now(Some(r));
+        }
         // A panic in a handler is answered with a 500 instead of a dropped
         // connection (without a task of its own per request: that costs a
-        // hand-off between threads on every request).
-        let task = limited
-            .is_none()
-            .then(|| CatchPanic(Box::pin(serve_request(app.clone(), req))));
-        async move {
-            let Some(task) = task else {
-                let mut r = ApiError::new(
-                    hyper::StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    "this connection sends more requests per second than RateLimit allows",
-                )
-                .into_response();
-                r.headers_mut().insert(
-                    hyper::header::RETRY_AFTER,
-                    hyper::header::HeaderValue::from(limited.unwrap_or(1)),
-                );
-                return Ok::<_, Infallible>(r);
-            };
-            Ok(task.await.unwrap_or_else(|_| {
-                ApiError::internal("the request failed inside the plugin; see collectd's log")
-                    .into_response()
-            }))
+        // hand-off between threads on every request). Most requests are
+        // answered here and then, without a future of their own.
+        match std::panic::catch_unwind(AssertUnwindSafe(|| serve_request(&app, req))) {
+            Ok(Answer::Now(r)) => Reply::Now(Some(r)),
+            Ok(Answer::Later(f)) => Reply::Later(CatchPanic(f)),
+            Err(_) => Reply::Now(Some(panicked())),
         }
     });
     http1::Builder::new()
@@ -430,12 +428,36 @@ where
         .serve_connection(TokioIo::new(io), svc)
 }
 
+/// What a request was answered with (a panic: `panicked`).
+fn panicked() -> Response<Body> {
+    ApiError::internal("the request failed inside the plugin; see collectd's log").into_response()
+}
+
+/// The service's future: the answer at hand, or the request still running.
+enum Reply {
+    Now(Option<Response<Body>>),
+    Later(CatchPanic),
+}
+
+impl Future for Reply {
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Reply::Now(r) => Poll::Ready(Ok(r.take().unwrap_or_else(panicked))),
+            Reply::Later(f) => Pin::new(f)
+                .poll(cx)
+                .map(|r| Ok(r.unwrap_or_else(|()| panicked()))),
+        }
+    }
+}
+
 /// A future that turns a panic while it is polled into `Err(())`; it is
 /// not polled again after that.
-struct CatchPanic<F>(Pin<Box<F>>);
+struct CatchPanic(Pending);
 
-impl<F: Future> Future for CatchPanic<F> {
-    type Output = Result<F::Output, ()>;
+impl Future for CatchPanic {
+    type Output = Result<Response<Body>, ()>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let inner = self.0.as_mut();
@@ -447,17 +469,19 @@ impl<F: Future> Future for CatchPanic<F> {
     }
 }
 
-/// Reads the body (bounded by MaxRequestBytes) and hands the request to the
-/// router.
-async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+/// Checks the request's size and hands it to the router: at once when it
+/// has no body, else once its body (bounded by MaxRequestBytes) is read.
+fn serve_request(app: &Arc<App>, req: Request<Incoming>) -> Answer {
     let received = now_secs();
     if uri_len(req.uri()) > MAX_URI_BYTES {
-        return ApiError::new(
-            hyper::StatusCode::URI_TOO_LONG,
-            "uri_too_long",
-            format!("the request target is longer than {MAX_URI_BYTES} bytes"),
-        )
-        .into_response();
+        return Answer::Now(
+            ApiError::new(
+                hyper::StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                format!("the request target is longer than {MAX_URI_BYTES} bytes"),
+            )
+            .into_response(),
+        );
     }
     let max = app.config.max_request_bytes;
     let declared = req
@@ -466,27 +490,27 @@ async fn serve_request(app: Arc<App>, req: Request<Incoming>) -> Response<Body> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return ApiError::payload_too_large(max).into_response();
+        return Answer::Now(ApiError::payload_too_large(max).into_response());
     }
     let (parts, body) = req.into_parts();
-    // No body (a GET, say): nothing to wait for, so no timer to arm.
-    let body = if body.is_end_stream() {
-        Bytes::new()
-    } else {
-        match read_body(&app, body).await {
-            Ok(b) => b,
-            Err(resp) => return *resp,
-        }
-    };
-    let api_req = ApiRequest {
+    let request = move |body| ApiRequest {
         method: parts.method,
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(String::from),
+        uri: parts.uri,
         headers: parts.headers,
         body,
         received: Some(received),
     };
-    router::handle(&app, api_req).await
+    // No body (a GET, say): nothing to wait for, so no timer to arm.
+    if body.is_end_stream() {
+        return router::handle_now(app, request(Bytes::new()));
+    }
+    let app = app.clone();
+    Answer::Later(Box::pin(async move {
+        match read_body(&app, body).await {
+            Ok(b) => router::handle(&app, request(b)).await,
+            Err(resp) => *resp,
+        }
+    }))
 }
 
 /// The length of the request target as the client sent it (without

@@ -284,6 +284,38 @@ impl Snapshot {
     }
 }
 
+/// The most data sources whose values and rates `One` holds inline (most
+/// types have one or two).
+const ONE_INLINE: usize = 4;
+
+/// The latest value of one metric (`ValueStore::get_one`).
+pub struct One {
+    pub entry: SnapEntry,
+    width: usize,
+    /// The values (as bits) then the rates, when they fit; else `boxed`.
+    inline: [f64; 2 * ONE_INLINE],
+    boxed: Option<Box<[f64]>>,
+}
+
+impl One {
+    fn data(&self) -> &[f64] {
+        match &self.boxed {
+            Some(b) => b,
+            None => &self.inline[..2 * self.width],
+        }
+    }
+
+    pub fn values(&self) -> impl ExactSizeIterator<Item = RawValue> + '_ {
+        self.data()[..self.width]
+            .iter()
+            .map(|v| RawValue(v.to_bits()))
+    }
+
+    pub fn rates(&self) -> &[f64] {
+        &self.data()[self.width..]
+    }
+}
+
 /// Counters for /v1/health.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StoreStats {
@@ -757,6 +789,40 @@ impl ValueStore {
         })
     }
 
+    /// `get` for a single value's answer: the same copy, without a
+    /// Snapshot's three buffers (a few data sources are copied inline).
+    pub fn get_one(&self, identifier: &str) -> Option<One> {
+        let now = self.now();
+        let hash = self.hash(identifier.as_bytes());
+        let inner = self.shard(hash).0.lock();
+        let e = inner.get(hash, identifier.as_bytes())?;
+        if self.expired(e, now) {
+            return None;
+        }
+        let mut inline = [0.0; 2 * ONE_INLINE];
+        let boxed = match inline.get_mut(..e.data.len()) {
+            Some(slots) => {
+                slots.copy_from_slice(&e.data);
+                None
+            }
+            None => Some(e.data.clone()),
+        };
+        Some(One {
+            entry: SnapEntry {
+                name: e.name.clone(),
+                ds: e.ds.clone(),
+                time: e.time,
+                interval: e.interval,
+                meta: e.meta.clone(),
+                seq: 0,
+                offset: 0,
+            },
+            width: e.width(),
+            inline,
+            boxed,
+        })
+    }
+
     /// The interval (seconds) of a live metric of `plugin`, if any: the
     /// interval the plugin runs with.
     pub fn plugin_interval(&self, plugin: &str) -> Option<f64> {
@@ -941,6 +1007,30 @@ mod tests {
         assert_eq!(s.update(&g, raw(&[RawValue(3)], 105)), Update::TooOld);
         assert_eq!(s.len(), 1);
         assert!(s.get("h\u{fffd}/p/gauge").is_some());
+    }
+
+    /// `get_one` copies what `get` copies, inline or (past ONE_INLINE
+    /// data sources) boxed.
+    #[test]
+    fn get_one_is_get() {
+        let s = ValueStore::new(2, 10);
+        for n in [1, ONE_INLINE, ONE_INLINE + 1] {
+            let names: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+            let sources: Vec<(&str, DsType)> =
+                names.iter().map(|n| (n.as_str(), DsType::Gauge)).collect();
+            let d = ds("t", &sources);
+            let v: Vec<RawValue> = (0..n).map(|i| RawValue::gauge(i as f64)).collect();
+            let ty = format!("t{n}");
+            s.update(&d, vl(["h", "p", "", &ty, ""], &v, 100, 10));
+            let id = format!("h/p/t{n}");
+            let (snap, one) = (s.get(&id).unwrap(), s.get_one(&id).unwrap());
+            let e = &snap.entries[0];
+            assert_eq!(one.values().collect::<Vec<_>>(), snap.values(e));
+            assert_eq!(one.rates().len(), n);
+            assert_eq!(one.entry.name, e.name);
+            assert_eq!((one.entry.time, one.entry.interval), (e.time, e.interval));
+        }
+        assert!(s.get_one("h/p/nope").is_none());
     }
 
     /// As in collectd's cache, a metric is its identifier: plugin "a-b"

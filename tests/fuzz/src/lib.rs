@@ -349,8 +349,7 @@ pub fn parse_request_text(data: &[u8]) -> Option<ApiRequest> {
     }
     Some(ApiRequest {
         method,
-        path: uri.path().to_string(),
-        query: uri.query().map(String::from),
+        uri,
         headers,
         body: Bytes::copy_from_slice(body),
         received: Some(rest::app::now_secs()),
