@@ -27,6 +27,10 @@ mod hint;
 #[cfg(not(test))]
 mod host;
 pub mod http;
+/// collectd's meta data list read in place (layout, comparison,
+/// conversion), in unit-test builds too.
+#[path = "host/meta_list.rs"]
+mod meta_list;
 pub mod model;
 pub mod plugins;
 pub mod readers;
