@@ -216,6 +216,47 @@ fn putval_values_and_rates_agree_with_collectd() {
         let v = value(&c, &format!("{HOSTNAME}/meta-a/gauge-{tag}")).unwrap();
         assert_eq!(v["meta"], want, "gauge-{tag}: {v}");
     }
+    // A known metric whose meta data changes serves the newest: the write
+    // path compares collectd's list with what the metric holds, and stores
+    // one that differs in a value, a key or the number of entries.
+    let h = format!("{HOSTNAME}/meta-a/gauge-h");
+    for (i, (meta, want)) in [
+        (
+            r#"meta:origin="\"unit-tesx\"""#,
+            serde_json::json!({"origin": "unit-tesx"}),
+        ),
+        (
+            r#"meta:origin="\"unit-tesx\"""#,
+            serde_json::json!({"origin": "unit-tesx"}),
+        ),
+        (
+            r#"meta:origin="\"unit-tesx\"" meta:more="\"y\"""#,
+            serde_json::json!({"origin": "unit-tesx", "more": "y"}),
+        ),
+        (
+            r#"meta:origim="\"unit-tesx\"" meta:more="\"y\"""#,
+            serde_json::json!({"origim": "unit-tesx", "more": "y"}),
+        ),
+        (
+            r#"meta:origim="\"unit-tesx\"""#,
+            serde_json::json!({"origim": "unit-tesx"}),
+        ),
+        ("", serde_json::json!({})),
+        (
+            r#"meta:origin="\"unit-test\"""#,
+            serde_json::json!({"origin": "unit-test"}),
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let t = t0 + 1 + i as u64;
+        put("meta-a/gauge-h", meta, t, "2");
+        let v = wait_for("the newer value", Duration::from_secs(10), || {
+            value(&c, &h).filter(|v| v["time"] == t as f64)
+        });
+        assert_eq!(v["meta"], want, "value {i}: {v}");
+    }
     // The write path read all of that by walking collectd's meta data list
     // directly, once its layout was checked against collectd's own API.
     let log = c.log();

@@ -10,44 +10,33 @@
 //!
 //! The list's layout is private to collectd (src/utils/metadata/meta_data.c;
 //! unchanged since collectd 5.0, 2010); it is not in the installed headers,
-//! so bindgen cannot give it. It is declared below, and *checked* on the
-//! running collectd at start-up: `check_layout_now` builds a meta data
+//! so bindgen cannot give it. It is declared here (the object and its lock)
+//! and in `meta_list` (the entries, with the comparison and conversion,
+//! unit-tested there), and *checked* on the running collectd at start-up: `check_layout_now` builds a meta data
 //! object through the public API, walks it with this layout, and compares
 //! the result with what the public API reads back. If they differ (another
 //! collectd, another layout), the public API is used for every value, as
 //! before, and the log says so.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::CString;
 use std::sync::Arc;
 
 use once_cell::sync::Lazy;
 
 use super::convert;
 use crate::ffi;
-use crate::model::{Meta, MetaSource, MetaValue};
+use crate::meta_list::{self, convert_list, equals, key, Entry};
+use crate::model::{Meta, MetaSource};
 
-/// collectd's `meta_value_t`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-union RawValue {
-    string: *mut c_char,
-    signed: i64,
-    unsigned: u64,
-    double: f64,
-    /// `bool mv_boolean`: its one byte, read as a byte (a C bool written by
-    /// collectd is 0 or 1, but reading it as u8 needs no such promise).
-    boolean: u8,
-}
-
-/// collectd's `meta_entry_t`.
-#[repr(C)]
-struct Entry {
-    key: *mut c_char,
-    value: RawValue,
-    type_: c_int,
-    next: *mut Entry,
-}
+// meta_list's type codes are collectd's (checked when the plugin is built).
+const _: () = {
+    assert!(meta_list::MD_TYPE_STRING == ffi::MD_TYPE_STRING);
+    assert!(meta_list::MD_TYPE_SIGNED_INT == ffi::MD_TYPE_SIGNED_INT);
+    assert!(meta_list::MD_TYPE_UNSIGNED_INT == ffi::MD_TYPE_UNSIGNED_INT);
+    assert!(meta_list::MD_TYPE_DOUBLE == ffi::MD_TYPE_DOUBLE);
+    assert!(meta_list::MD_TYPE_BOOLEAN == ffi::MD_TYPE_BOOLEAN);
+};
 
 /// collectd's `struct meta_data_s`.
 #[repr(C)]
@@ -55,15 +44,6 @@ struct MetaData {
     head: *mut Entry,
     lock: libc::pthread_mutex_t,
 }
-
-// The declared layout has C's offsets on this target (checked when the
-// plugin is built; the check against collectd itself runs at start-up).
-const _: () = {
-    assert!(std::mem::size_of::<RawValue>() == 8);
-    assert!(std::mem::offset_of!(Entry, value) == 8);
-    assert!(std::mem::offset_of!(Entry, type_) == 16);
-    assert!(std::mem::offset_of!(Entry, next) == 24);
-};
 
 /// Whether the layout above matches the running collectd (checked once).
 static LAYOUT_OK: Lazy<bool> = Lazy::new(|| {
@@ -118,8 +98,18 @@ impl InCollectd {
 }
 
 impl MetaSource for InCollectd {
+    /// The write path's question for every value of a known metric: one
+    /// pass over collectd's list, under its lock, converting nothing.
+    /// Inlined into the store's update (model::MetaRef::replacing).
+    #[inline]
     fn equals(&self, m: &Meta) -> bool {
-        self.read(Some(m)).is_none()
+        if *LAYOUT_OK {
+            // SAFETY: valid (InCollectd::new's contract), checked layout.
+            unsafe { locked_equals(self.0.cast::<MetaData>(), m) }
+        } else {
+            // SAFETY: valid per InCollectd::new's contract.
+            unsafe { convert::meta_data(self.0, Some(m)) }.is_none()
+        }
     }
 
     /// Shared with the meta data this thread converted last when equal:
@@ -164,6 +154,18 @@ impl Drop for Locked {
     }
 }
 
+/// Whether the list equals `same`, read under collectd's lock.
+///
+/// # Safety
+/// `md` is a valid meta data object with the checked layout.
+#[inline(always)]
+unsafe fn locked_equals(md: *mut MetaData, same: &Meta) -> bool {
+    // SAFETY: md is valid per this function's contract.
+    let _lock = unsafe { Locked::new(md) };
+    // SAFETY: the lock is held, so no entry is added, changed or freed.
+    unsafe { equals((*md).head, same) }
+}
+
 /// Reads the list; None if it equals `same_as` (then nothing is converted).
 ///
 /// # Safety
@@ -181,109 +183,6 @@ unsafe fn walk(md: *mut MetaData, same_as: Option<&Meta>) -> Option<Meta> {
     }
     // SAFETY: as above.
     Some(unsafe { convert_list(head) })
-}
-
-/// The entries from `e` on, one at a time.
-///
-/// # Safety
-/// `e` is NULL or an entry of a list whose lock is held for `'a`.
-unsafe fn entries<'a>(mut e: *const Entry) -> impl Iterator<Item = &'a Entry> {
-    std::iter::from_fn(move || {
-        // SAFETY: NULL or a valid entry per this function's contract; its
-        // `next` is NULL or the next valid entry.
-        let entry = unsafe { e.as_ref::<'a>() }?;
-        e = entry.next;
-        Some(entry)
-    })
-}
-
-/// # Safety
-/// `e` is a valid entry of a locked list.
-unsafe fn key(e: &Entry) -> &[u8] {
-    if e.key.is_null() {
-        return b"";
-    }
-    // SAFETY: collectd's keys are NUL-terminated strings owned by the entry.
-    unsafe { CStr::from_ptr(e.key) }.to_bytes()
-}
-
-/// Whether the C string `p` (NULL: never equal) is exactly `s`, read in
-/// one pass (strncmp, then the byte after), with no strlen first.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string.
-unsafe fn c_str_is(p: *const c_char, s: &[u8]) -> bool {
-    if p.is_null() {
-        return false;
-    }
-    // SAFETY: strncmp reads `p` up to its NUL or s.len() bytes, and `s` for
-    // s.len() bytes (it stops early at a NUL in either). Equal means `p`
-    // has s.len() bytes before its NUL (`s`, text from a C string, has no
-    // NUL), so p[s.len()] is inside the string: its NUL if it ends there.
-    unsafe { libc::strncmp(p, s.as_ptr().cast::<c_char>(), s.len()) == 0 && *p.add(s.len()) == 0 }
-}
-
-/// # Safety
-/// `head` is NULL or the first entry of a locked list.
-unsafe fn equals(head: *const Entry, same: &Meta) -> bool {
-    let mut expected = same.iter();
-    // SAFETY: per this function's contract.
-    for e in unsafe { entries(head) } {
-        let Some((k, v)) = expected.next() else {
-            return false;
-        };
-        // SAFETY: e is an entry of the locked list; the union member read
-        // in each arm is the one `type_` names, and a string member is a
-        // NUL-terminated string owned by the entry.
-        let same_entry = unsafe {
-            c_str_is(e.key, k.as_bytes())
-                && match (e.type_ as u32, v) {
-                    (ffi::MD_TYPE_STRING, MetaValue::String(s)) => {
-                        c_str_is(e.value.string, s.as_bytes())
-                    }
-                    (ffi::MD_TYPE_SIGNED_INT, MetaValue::Signed(s)) => e.value.signed == *s,
-                    (ffi::MD_TYPE_UNSIGNED_INT, MetaValue::Unsigned(u)) => e.value.unsigned == *u,
-                    (ffi::MD_TYPE_DOUBLE, MetaValue::Double(d)) => {
-                        e.value.double.to_bits() == d.to_bits()
-                    }
-                    (ffi::MD_TYPE_BOOLEAN, MetaValue::Boolean(b)) => (e.value.boolean != 0) == *b,
-                    _ => false,
-                }
-        };
-        if !same_entry {
-            return false;
-        }
-    }
-    expected.next().is_none()
-}
-
-/// # Safety
-/// `head` is NULL or the first entry of a locked list.
-unsafe fn convert_list(head: *const Entry) -> Meta {
-    let mut out = Meta::new();
-    // SAFETY: per this function's contract.
-    for e in unsafe { entries(head) } {
-        // SAFETY: as in `equals`.
-        let value = unsafe {
-            match e.type_ as u32 {
-                ffi::MD_TYPE_STRING if !e.value.string.is_null() => MetaValue::String(
-                    CStr::from_ptr(e.value.string)
-                        .to_string_lossy()
-                        .into_owned(),
-                ),
-                ffi::MD_TYPE_SIGNED_INT => MetaValue::Signed(e.value.signed),
-                ffi::MD_TYPE_UNSIGNED_INT => MetaValue::Unsigned(e.value.unsigned),
-                ffi::MD_TYPE_DOUBLE => MetaValue::Double(e.value.double),
-                ffi::MD_TYPE_BOOLEAN => MetaValue::Boolean(e.value.boolean != 0),
-                // What the public API skips too (see convert::meta_data).
-                _ => continue,
-            }
-        };
-        // SAFETY: e is an entry of the locked list.
-        let k = unsafe { key(e) };
-        out.push((String::from_utf8_lossy(k).into_owned(), value));
-    }
-    out
 }
 
 /// Builds a meta data object through collectd's API, then reads it both
