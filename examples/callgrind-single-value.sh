@@ -1,7 +1,8 @@
 #!/bin/bash
 # Instructions per single-value read, counted by valgrind's callgrind
 # (repeatable, unlike CPU time): `GET /v1/values/{id}` on one keep-alive
-# HTTP connection against `GETVAL` on one unixsock connection, in one
+# HTTP connection over TCP and one over the plugin's Unix socket
+# (SocketFile), against `GETVAL` on one unixsock connection, in one
 # collectd.
 #
 #   cargo build --release && examples/callgrind-single-value.sh [REQUESTS]
@@ -9,9 +10,10 @@
 # Needs valgrind, curl, python3 and collectd-core. Each request kind runs
 # REQUESTS times (default 2000) from a Python client. Reported: the
 # instructions of the threads that served each kind, divided by REQUESTS:
-# for rest, every thread that ran our HTTP server's connection code (the
-# tokio workers, so the runtime's own work is included); for unixsock, its
-# connection thread. User space only: the kernel's share (system calls,
+# for rest on TCP, every thread that ran our HTTP server's connection code
+# (the tokio workers, so the runtime's own work is included); for rest on
+# the Unix socket, its connection's thread; for unixsock, its connection
+# thread. User space only: the kernel's share (system calls,
 # wake-ups) is not counted here; the benchmark's CPU figures include it.
 set -euo pipefail
 n=${1:-2000}
@@ -37,6 +39,7 @@ LoadPlugin unixsock
 LoadPlugin rest
 <Plugin rest>
   Listen "127.0.0.1" "$api"
+  SocketFile "$dir/api.sock"
 </Plugin>
 EOC
 start_collectd "$dir" "$api" --separate-threads=yes --callgrind-out-file="$dir/cg.out"
@@ -70,23 +73,37 @@ for _ in range(n):
     r = c.getresponse()
     r.read()
     assert r.status == 200, r.status
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(sock.rsplit("/", 1)[0] + "/api.sock")
+u = UnixHTTPConnection("localhost")
+for _ in range(n):
+    u.request("GET", "/v1/values/h/test/gauge-x")
+    r = u.getresponse()
+    r.read()
+    assert r.status == 200, r.status
 EOP
 kill -TERM "$vg"
 wait "$vg" || true
 python3 - "$dir" "$n" <<'EOP'
 import glob, subprocess, sys
 d, n = sys.argv[1], int(sys.argv[2])
-rest = unixsock = 0
+rest = unix = unixsock = 0
 for f in sorted(glob.glob(d + "/cg.out-*")):
     out = subprocess.run(["callgrind_annotate", f], capture_output=True, text=True).stdout
     total = next((int(l.split()[0].replace(",", "")) for l in out.splitlines()
                   if l.strip().endswith("PROGRAM TOTALS")), 0)
-    if "rest::http::server" in out and "Dispatcher" in out:
+    if "unix_thread::block_on" in out:
+        unix += total
+    elif "rest::http::server" in out and "Dispatcher" in out:
         rest += total
     elif "unixsock.so" in out and total > unixsock:
         unixsock = total  # the busiest unixsock thread: the connection's
-print(f"rest GET /v1/values/{{id}}   {rest / n:8.0f} instructions per request")
+print(f"rest GET /v1/values/{{id}}   {rest / n:8.0f} instructions per request (TCP)")
+print(f"rest the same on SocketFile {unix / n:8.0f} instructions per request")
 print(f"unixsock GETVAL             {unixsock / n:8.0f} instructions per request")
-print(f"ratio rest / GETVAL         {rest / max(unixsock, 1):8.2f}")
+print(f"ratio rest / GETVAL         {rest / max(unixsock, 1):8.2f} (TCP), "
+      f"{unix / max(unixsock, 1):.2f} (SocketFile)")
 EOP
 echo "callgrind output: $dir"

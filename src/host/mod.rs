@@ -464,13 +464,14 @@ fn stop_control_thread(app: &App, tid: libc::pthread_t) {
 }
 
 /// Waits (up to `timeout`) until no thread of ours is left in the process:
-/// the control thread, the server thread and the HTTP runtime's threads,
+/// the control thread, the server thread, the HTTP runtime's threads and
+/// the Unix socket connection threads,
 /// found by name in /proc/self/task. Err(names) if some are still there.
 fn threads_left(timeout: std::time::Duration) -> Result<(), Vec<String>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mut left = Vec::new();
-        for prefix in ["rest-http", "rest-server", "rest control"] {
+        for prefix in ["rest-http", "rest-server", "rest-unix", "rest control"] {
             match crate::readers::threads_named(std::path::Path::new("/proc/self/task"), prefix) {
                 Ok(tids) => left.extend(tids.into_iter().map(crate::readers::thread_name)),
                 Err(e) => return Err(vec![format!("(cannot read /proc/self/task: {e})")]),

@@ -14,6 +14,7 @@ pub mod router;
 pub mod rules;
 pub mod server;
 pub mod stream;
+pub mod unix_thread;
 
 use std::convert::Infallible;
 

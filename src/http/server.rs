@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::router::{self, Answer, Pending};
-use super::{ApiRequest, Body};
+use super::{unix_thread, ApiRequest, Body};
 use crate::app::{now_secs, App};
 use crate::model::{secs_to_cdtime, Notification, Severity};
 
@@ -164,7 +164,7 @@ impl Server {
             .name("rest-server".into())
             .spawn(move || {
                 on_thread_start();
-                rt.block_on(serve(app, listeners, unix, tls, stop_rx));
+                rt.block_on(serve(app, listeners, unix, tls, stop_rx, on_thread_start));
                 rt.shutdown_timeout(Duration::from_secs(1));
             })?;
         Ok(Server {
@@ -219,8 +219,10 @@ async fn serve(
     unix: Option<std::os::unix::net::UnixListener>,
     tls: Option<Arc<rustls::ServerConfig>>,
     mut stop: oneshot::Receiver<()>,
+    on_thread_start: fn(),
 ) {
     let graceful = GracefulShutdown::new();
+    let threads = Arc::new(unix_thread::Threads::default());
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
@@ -251,7 +253,12 @@ async fn serve(
             _ = &mut stop => break,
             conn = conn_rx.recv() => match conn {
                 Some(stream) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => serve_connection(&app, &graceful, stream, tls.clone(), slot),
+                    Ok(slot) => match stream {
+                        Conn::Unix(s) if threads.has_room() => {
+                            serve_on_thread(&app, &graceful, &threads, s, slot, on_thread_start)
+                        }
+                        stream => serve_connection(&app, &graceful, stream, tls.clone(), slot),
+                    },
                     // MaxConnections reached: close at once.
                     Err(_) => drop(stream),
                 },
@@ -262,13 +269,77 @@ async fn serve(
     for t in &tasks {
         t.abort();
     }
-    // Streams end now; other requests get the grace period.
+    // Streams end now; other requests get the grace period. Connections
+    // waiting in read(2) for their next request see its end.
     let _ = app.closing.send(true);
+    threads.stop_reading();
     if tokio::time::timeout(GRACE, graceful.shutdown())
         .await
         .is_err()
     {
         log::info!("requests still in flight at shutdown were cut off");
+    }
+    // The Unix socket threads use this runtime (timers, tasks): they are
+    // joined before it stops.
+    let t = threads.clone();
+    if tokio::task::spawn_blocking(move || t.join_all())
+        .await
+        .is_err()
+    {
+        log::error!("joining the Unix socket connection threads failed");
+    }
+}
+
+/// A Unix socket connection on a thread of its own (see `unix_thread`).
+fn serve_on_thread(
+    app: &Arc<App>,
+    graceful: &GracefulShutdown,
+    threads: &Arc<unix_thread::Threads>,
+    stream: tokio::net::UnixStream,
+    slot: OwnedSemaphorePermit,
+    on_thread_start: fn(),
+) {
+    let stream = match stream.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("SocketFile: cannot take over a connection: {e}");
+            return;
+        }
+    };
+    let app = app.clone();
+    let watcher = graceful.watcher();
+    let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    let spawned = threads.spawn(
+        stream,
+        timeout,
+        slot,
+        on_thread_start,
+        move |io, requests| {
+            let svc = service(app.clone());
+            let tracked = service_fn(move |req| {
+                requests.begin();
+                let answer = hyper::service::Service::call(&svc, req);
+                let requests = requests.clone();
+                async move {
+                    let r = answer.await;
+                    r.map(|r| unix_thread::Tracked::wrap(r, &requests))
+                }
+            });
+            // Half-close: no read to look for the client's end while an
+            // answer is on its way (a read there could not block); a client
+            // gone is seen when writing fails. The header timeout is the
+            // connection's own (see unix_thread).
+            let conn = builder(&app)
+                .half_close(true)
+                .header_read_timeout(None)
+                .serve_connection(TokioIo::new(io), tracked);
+            async move {
+                let _ = watcher.watch(conn).await;
+            }
+        },
+    );
+    if let Err(e) = spawned {
+        log::warn!("SocketFile: cannot start a connection thread: {e}");
     }
 }
 
@@ -385,14 +456,37 @@ fn http<I>(
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    builder(&app).serve_connection(TokioIo::new(io), service(app))
+}
+
+/// The HTTP/1.1 settings of every connection.
+fn builder(app: &App) -> http1::Builder {
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .header_read_timeout(timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    b
+}
+
+/// The API as a hyper service, for one connection (RateLimit counts per
+/// connection).
+fn service(
+    app: Arc<App>,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<Body>,
+    Error = Infallible,
+    Future = Reply,
+> {
     let bucket = (app.config.rate_limit > 0.0).then(|| {
         Arc::new(parking_lot::Mutex::new(Bucket::new(
             app.config.rate_limit,
             std::time::Instant::now(),
         )))
     });
-    let svc = service_fn(move |req| {
+    service_fn(move |req| {
         let limited = match &bucket {
             Some(b) => b.lock().take(std::time::Instant::now()).err(),
             None => None,
@@ -419,13 +513,7 @@ where
             Ok(Answer::Later(f)) => Reply::Later(CatchPanic(f)),
             Err(_) => Reply::Now(Some(panicked())),
         }
-    });
-    http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true)
-        .serve_connection(TokioIo::new(io), svc)
+    })
 }
 
 /// What a request was answered with (a panic: `panicked`).
