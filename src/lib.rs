@@ -27,14 +27,6 @@ mod hint;
 #[cfg(not(test))]
 mod host;
 pub mod http;
-/// What `model::MetaRef::InCollectd` refers to: collectd's meta data of a
-/// value being written (a concrete type, so that the store's update calls
-/// its comparison directly); in unit-test builds, which have no `host`, any
-/// `model::MetaSource`.
-#[cfg(not(test))]
-pub(crate) type CollectdMeta = host::meta::InCollectd;
-#[cfg(test)]
-pub(crate) type CollectdMeta = dyn model::MetaSource;
 /// collectd's meta data list read in place (layout, comparison,
 /// conversion), in unit-test builds too.
 #[path = "host/meta_list.rs"]

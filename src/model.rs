@@ -164,10 +164,8 @@ pub enum MetaRef<'a> {
     /// Already converted (tests, benchmarks).
     Converted(Arc<Meta>),
     /// Still in collectd's memory: the store compares it there with what the
-    /// metric holds, and has it converted only when it differs. The plugin's
-    /// own type (host::meta), so that the comparison is inlined into the
-    /// store's update; any `MetaSource` in unit-test builds.
-    InCollectd(&'a crate::CollectdMeta),
+    /// metric holds, and has it converted only when it differs.
+    InCollectd(&'a dyn MetaSource),
 }
 
 /// Meta data that can be compared without converting it.
@@ -180,30 +178,17 @@ pub trait MetaSource {
 
 impl MetaRef<'_> {
     /// What a metric that held `current` holds after this value: None if
-    /// unchanged (nothing converted, no reference count touched). The
-    /// store's update asks it for every value: inlined there, but with
-    /// meta data in collectd's memory it calls `compare_in_collectd` (which
-    /// has collectd's list compared inline: inlining that too into the
-    /// update costs more than the call, in spilled registers).
-    #[inline(always)]
+    /// unchanged (nothing converted, no reference count touched). Inlined
+    /// into the store's update, which asks it for every value.
+    #[inline]
     pub fn replacing(&self, current: Option<&Arc<Meta>>) -> Option<Option<Arc<Meta>>> {
         match (self, current) {
             (MetaRef::Absent, None) => None,
             (MetaRef::Absent, Some(_)) => Some(None),
             (MetaRef::Converted(new), Some(old)) if Arc::ptr_eq(new, old) => None,
             (MetaRef::Converted(new), _) => Some(Some(new.clone())),
-            (&MetaRef::InCollectd(src), _) => Self::compare_in_collectd(src, current),
-        }
-    }
-
-    #[inline(never)]
-    fn compare_in_collectd(
-        src: &crate::CollectdMeta,
-        current: Option<&Arc<Meta>>,
-    ) -> Option<Option<Arc<Meta>>> {
-        match current {
-            Some(old) if src.equals(old) => None,
-            _ => Some(Some(src.to_shared())),
+            (MetaRef::InCollectd(src), Some(old)) if src.equals(old) => None,
+            (MetaRef::InCollectd(src), _) => Some(Some(src.to_shared())),
         }
     }
 

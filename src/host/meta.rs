@@ -100,8 +100,6 @@ impl InCollectd {
 impl MetaSource for InCollectd {
     /// The write path's question for every value of a known metric: one
     /// pass over collectd's list, under its lock, converting nothing.
-    /// Inlined into the store's update (model::MetaRef::replacing).
-    #[inline]
     fn equals(&self, m: &Meta) -> bool {
         if *LAYOUT_OK {
             // SAFETY: valid (InCollectd::new's contract), checked layout.

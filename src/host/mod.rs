@@ -18,7 +18,7 @@ mod daemon;
 mod filter;
 mod loader;
 mod logging;
-pub(crate) mod meta;
+mod meta;
 mod signals;
 
 use std::ffi::{c_char, c_int, c_void};
