@@ -87,6 +87,19 @@ struct ShardInner {
     last_update: u64,
 }
 
+/// A snapshot's entry for a metric's latest value.
+fn latest_entry(e: &Entry) -> SnapEntry {
+    SnapEntry {
+        name: e.name.clone(),
+        ds: e.ds.clone(),
+        time: e.time,
+        interval: e.interval,
+        meta: e.meta.clone(),
+        seq: 0,
+        offset: 0,
+    }
+}
+
 impl Entry {
     fn width(&self) -> usize {
         self.data.len() / 2
@@ -773,15 +786,7 @@ impl ValueStore {
             return None;
         }
         Some(Snapshot {
-            entries: vec![SnapEntry {
-                name: e.name.clone(),
-                ds: e.ds.clone(),
-                time: e.time,
-                interval: e.interval,
-                meta: e.meta.clone(),
-                seq: 0,
-                offset: 0,
-            }],
+            entries: vec![latest_entry(e)],
             values: e.values().collect(),
             rates: e.rates().to_vec(),
             max_lock_hold: Default::default(),
@@ -808,15 +813,7 @@ impl ValueStore {
             None => Some(e.data.clone()),
         };
         Some(One {
-            entry: SnapEntry {
-                name: e.name.clone(),
-                ds: e.ds.clone(),
-                time: e.time,
-                interval: e.interval,
-                meta: e.meta.clone(),
-                seq: 0,
-                offset: 0,
-            },
+            entry: latest_entry(e),
             width: e.width(),
             inline,
             boxed,
