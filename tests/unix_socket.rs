@@ -127,6 +127,31 @@ fn an_event_stream_flows_while_its_thread_waits_for_nothing_else() {
 }
 
 #[test]
+fn requests_that_wait_on_the_runtime_are_answered() {
+    // A full read (the runtime's blocking pool), a control-thread job
+    // (capabilities asks collectd) and a plugin listing, on one connection
+    // whose thread waits for them with the runtime's handle.
+    let (c, sock, dir) = start("");
+    let mut s = connect(&sock);
+    for path in ["/v1/values", "/v1/capabilities", "/v1/plugins", "/metrics"] {
+        let (status, body) = get(&mut s, path);
+        assert_eq!(status, 200, "{path}: {body}");
+        let tcp = c.get(path);
+        assert_eq!(tcp.status, 200);
+        if path != "/metrics" {
+            let a: serde_json::Value = serde_json::from_str(&body).unwrap();
+            // Same keys as over TCP (values may move on meanwhile).
+            let keys = |v: &serde_json::Value| -> Vec<String> {
+                v.as_object().unwrap().keys().cloned().collect()
+            };
+            assert_eq!(keys(&a), keys(&tcp.json()), "{path}");
+        }
+    }
+    drop(c);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn a_body_that_comes_after_its_head_is_read() {
     let (c, sock, dir) = start("");
     let mut s = connect(&sock);
@@ -267,5 +292,27 @@ fn sigterm_with_unix_connections_open_exits_promptly() {
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         assert!(closed(s));
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn tokens_are_checked_on_the_unix_socket_too() {
+    let (c, sock, dir) = start("AuthToken \"reader\" \"unix-reader-token\"");
+    let mut s = connect(&sock);
+    let (status, body) = get(&mut s, "/v1/values");
+    assert_eq!(status, 401, "{body}");
+    write!(
+        s,
+        "GET /v1/values HTTP/1.1\r\nHost: localhost\r\n\
+         Authorization: Bearer unix-reader-token\r\n\r\n"
+    )
+    .unwrap();
+    let mut seen = String::new();
+    read_until(&mut s, &mut seen, "\r\n\r\n");
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    // The health check needs no credentials, as over TCP.
+    let mut s = connect(&sock);
+    assert_eq!(get(&mut s, "/v1/health").0, 200);
+    drop(c);
     let _ = std::fs::remove_dir_all(dir);
 }
