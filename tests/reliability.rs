@@ -490,12 +490,15 @@ fn mixed_load() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(15);
     let udp = common::free_port();
+    let sock_dir = common::temp_dir("soak-sock");
+    let sock = sock_dir.join("api.sock");
     let c = Collectd::start(
         Setup::default()
             .load(&["load", "memory", "network"])
             .extra(&format!(
                 "CollectInternalStats true\n<Plugin network>\n  Listen \"127.0.0.1\" \"{udp}\"\n</Plugin>\n"
-            )),
+            ))
+            .rest(&format!("SocketFile \"{}\"", sock.display())),
     );
     let port = c.port;
     let _tg = collectd_tg(port, udp, ["10000", "100", "20", "0.5"]);
@@ -510,6 +513,9 @@ fn mixed_load() {
         "/v1/history?limit=2000".into(),
         format!("/v1/values/{one}"),
         "/v1/health".into(),
+        // The same on the Unix socket (a connection, so a thread, each).
+        "unix:/v1/values".into(),
+        format!("unix:/v1/values/{one}"),
     ];
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -519,6 +525,7 @@ fn mixed_load() {
             .map(|k| {
                 let routes = &routes;
                 let stop = &stop;
+                let sock = &sock;
                 s.spawn(move || {
                     let mut lat: Vec<Vec<f64>> = vec![Vec::new(); routes.len()];
                     let mut errors = Vec::new();
@@ -527,7 +534,11 @@ fn mixed_load() {
                         let r = i % routes.len();
                         i += 1;
                         let t = Instant::now();
-                        match try_request(port, "GET", &routes[r], &[], b"") {
+                        let resp = match routes[r].strip_prefix("unix:") {
+                            Some(path) => common::unix_request(sock, "GET", path),
+                            None => try_request(port, "GET", &routes[r], &[], b""),
+                        };
+                        match resp {
                             Ok(resp) if resp.status < 500 => {
                                 lat[r].push(t.elapsed().as_secs_f64() * 1e3)
                             }
@@ -611,6 +622,8 @@ fn mixed_load() {
     assert!(worst < 50_000.0, "collectd's write queue grew: {queue:?}");
     assert!(!c.exited());
     assert!(!c.log().contains("panic"), "{}", c.log());
+    drop(c);
+    let _ = std::fs::remove_dir_all(&sock_dir);
 }
 
 /// A slow write plugin next to ours (issue 7, item 5): collectd's python
