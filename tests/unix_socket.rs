@@ -79,13 +79,21 @@ fn get(s: &mut UnixStream, path: &str) -> (u16, String) {
     (status, seen[head_end..].to_string())
 }
 
-/// How many threads of collectd are named `name`.
-fn threads_named(pid: u32, name: &str) -> usize {
+/// The thread ids of collectd's threads named `name`.
+fn tids_named(pid: u32, name: &str) -> Vec<String> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|n| n.trim() == name)
-        .count()
+        .filter_map(|t| {
+            let t = t.ok()?;
+            let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+            (comm.trim() == name).then(|| t.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+/// How many threads of collectd are named `name`.
+fn threads_named(pid: u32, name: &str) -> usize {
+    tids_named(pid, name).len()
 }
 
 /// Whether the server has closed `s` (a read sees the end or an error).
@@ -249,15 +257,36 @@ fn more_connections_than_threads_are_all_served() {
     }
     assert_eq!(threads_named(pid, "rest-unix"), MAX_THREADS);
     drop(conns);
+    // Idle threads wait 5 s for another connection, then end.
     wait_for(
         "the connection threads to end",
-        Duration::from_secs(10),
+        Duration::from_secs(15),
         || (threads_named(pid, "rest-unix") == 0).then_some(()),
     );
     // New connections get threads again.
     let mut s = connect(&sock);
     assert_eq!(get(&mut s, "/v1/health").0, 200);
     assert_eq!(threads_named(pid, "rest-unix"), 1);
+    drop(c);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_connection_per_request_reuses_threads() {
+    let (c, sock, dir) = start("");
+    let pid = c.pid();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        let r = common::unix_request(&sock, "GET", "/v1/health").unwrap();
+        assert_eq!(r.status, 200);
+        seen.extend(tids_named(pid, "rest-unix"));
+    }
+    // A thread per request would be 50 threads.
+    assert!(
+        seen.len() <= 4,
+        "{} connection threads for 50 one-shot requests: {seen:?}",
+        seen.len()
+    );
     drop(c);
     let _ = std::fs::remove_dir_all(dir);
 }

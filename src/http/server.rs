@@ -254,7 +254,7 @@ async fn serve(
             conn = conn_rx.recv() => match conn {
                 Some(stream) => match slots.clone().try_acquire_owned() {
                     Ok(slot) => match stream {
-                        Conn::Unix(s) if threads.has_room() => {
+                        Conn::Unix(s) => {
                             serve_on_thread(&app, &graceful, &threads, s, slot, on_thread_start)
                         }
                         stream => serve_connection(&app, &graceful, stream, tls.clone(), slot),
@@ -306,10 +306,11 @@ fn serve_on_thread(
             return;
         }
     };
+    let app_for_runtime = app;
     let app = app.clone();
     let watcher = graceful.watcher();
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
-    let spawned = threads.spawn(
+    let served = threads.serve(
         stream,
         timeout,
         slot,
@@ -338,8 +339,19 @@ fn serve_on_thread(
             }
         },
     );
-    if let Err(e) = spawned {
-        log::warn!("SocketFile: cannot start a connection thread: {e}");
+    match served {
+        Ok(None) => {}
+        // No thread free: the runtime serves it, as a TCP connection.
+        Ok(Some((stream, slot))) => {
+            let stream = stream
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixStream::from_std(stream));
+            match stream {
+                Ok(s) => serve_connection(app_for_runtime, graceful, Conn::Unix(s), None, slot),
+                Err(e) => log::warn!("SocketFile: cannot serve a connection: {e}"),
+            }
+        }
+        Err(e) => log::warn!("SocketFile: cannot start a connection thread: {e}"),
     }
 }
 

@@ -51,82 +51,162 @@ const READ_CHUNK: usize = 4096;
 /// run on the runtime's blocking threads.
 const STACK: usize = 512 * 1024;
 
-/// The threads serving Unix socket connections, and a handle on each
-/// socket to wake it at shutdown.
+/// How long a connection thread that has finished its connection waits for
+/// the next one before it ends: a client that connects anew for each
+/// request (`curl --unix-socket`) reuses threads instead of starting one
+/// per request.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// One connection for a thread to serve.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads serving Unix socket connections (serving or idle), a handle
+/// on each connection's socket to end it at shutdown, and the idle
+/// threads' hand-off channels.
 #[derive(Default)]
 pub struct Threads {
     next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, (UnixStream, std::thread::JoinHandle<()>)>>,
+    conns: Mutex<HashMap<u64, UnixStream>>,
+    threads: Mutex<HashMap<u64, std::thread::JoinHandle<()>>>,
+    idle: Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Job>)>>,
+    closed: AtomicBool,
 }
 
 impl Threads {
-    /// Whether one more connection may get a thread of its own.
-    pub fn has_room(&self) -> bool {
-        self.conns.lock().len() < MAX_THREADS
-    }
-
-    /// Serves `stream` on a new thread with `serve` (hyper over the given
-    /// IO). Err gives the stream back when no thread could be made.
-    pub fn spawn<F, Fut>(
+    /// Serves `stream` on a thread of its own with `serve` (hyper over the
+    /// given IO): an idle one, or a new one while there are fewer than
+    /// MAX_THREADS. Ok(Some(stream)) gives the stream back when there is
+    /// no room (the runtime serves it then).
+    pub fn serve<F, Fut>(
         self: &Arc<Self>,
         stream: UnixStream,
         timeout: Duration,
         slot: OwnedSemaphorePermit,
         on_thread_start: fn(),
         serve: F,
-    ) -> std::io::Result<()>
+    ) -> std::io::Result<Option<(UnixStream, OwnedSemaphorePermit)>>
     where
         F: FnOnce(ThreadIo, Arc<Requests>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
+        let has_idle = !self.idle.lock().is_empty();
+        if !has_idle && self.threads.lock().len() >= MAX_THREADS {
+            return Ok(Some((stream, slot)));
+        }
         stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
-        let waker_handle = stream.try_clone()?;
-        let handle = tokio::runtime::Handle::current();
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.conns.lock().insert(conn_id, stream.try_clone()?);
         let threads = self.clone();
-        // Held while the registry entry is made, so that the thread's own
-        // removal cannot come first.
-        let mut conns = self.conns.lock();
-        let t = std::thread::Builder::new()
+        let mut job: Job = Box::new(move || {
+            let _slot = slot;
+            let requests = Arc::new(Requests::default());
+            let io = ThreadIo {
+                stream,
+                requests: requests.clone(),
+                ready: None,
+                timeout,
+                head_since: None,
+                scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            };
+            block_on(serve(io, requests));
+            threads.conns.lock().remove(&conn_id);
+        });
+        // An idle thread first; one that has just given up takes no job
+        // (the send fails and gives the job back).
+        loop {
+            let next = self.idle.lock().pop();
+            let Some((_, tx)) = next else { break };
+            match tx.send(job) {
+                Ok(()) => return Ok(None),
+                Err(std::sync::mpsc::SendError(j)) => job = j,
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let handle = tokio::runtime::Handle::current();
+        let threads = self.clone();
+        // Held while the entry is made, so that the thread's own removal
+        // cannot come first.
+        let mut all = self.threads.lock();
+        let spawned = std::thread::Builder::new()
             .name("rest-unix".into())
             .stack_size(STACK)
             .spawn(move || {
                 on_thread_start();
-                let _slot = slot;
                 let _rt = handle.enter();
-                let requests = Arc::new(Requests::default());
-                let io = ThreadIo {
-                    stream,
-                    requests: requests.clone(),
-                    ready: None,
-                    timeout,
-                    head_since: None,
-                    scratch: vec![0; READ_CHUNK].into_boxed_slice(),
-                };
-                block_on(serve(io, requests));
+                let mut job = Some(job);
+                while let Some(j) = job.take() {
+                    j();
+                    job = threads.next_job(id);
+                }
                 // Detach: the JoinHandle is dropped here unless shutdown
                 // took it to join.
-                threads.conns.lock().remove(&id);
-            })?;
-        conns.insert(id, (waker_handle, t));
-        Ok(())
+                threads.threads.lock().remove(&id);
+            });
+        match spawned {
+            Ok(t) => {
+                all.insert(id, t);
+                Ok(None)
+            }
+            Err(e) => {
+                drop(all);
+                // The job (and the connection in it) is gone with the
+                // closure: forget the connection.
+                self.conns.lock().remove(&conn_id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits up to LINGER, idle, for another connection; None: end.
+    fn next_job(&self, id: u64) -> Option<Job> {
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.idle.lock().push((id, tx));
+        match rx.recv_timeout(LINGER) {
+            Ok(job) => Some(job),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let mut idle = self.idle.lock();
+                match idle.iter().position(|(i, _)| *i == id) {
+                    // Nobody took this thread: it ends.
+                    Some(k) => {
+                        idle.swap_remove(k);
+                        None
+                    }
+                    // A connection is being handed over right now: wait
+                    // for it (or for the sender to be dropped).
+                    None => {
+                        drop(idle);
+                        rx.recv().ok()
+                    }
+                }
+            }
+        }
     }
 
     /// Ends reading on every connection (an idle one sees the end at
-    /// once; a busy one after its answer), so that each thread finishes.
+    /// once; a busy one after its answer), and tells idle threads to end.
     pub fn stop_reading(&self) {
-        for (s, _) in self.conns.lock().values() {
+        self.closed.store(true, Ordering::Release);
+        self.idle.lock().clear();
+        for s in self.conns.lock().values() {
             let _ = s.shutdown(std::net::Shutdown::Read);
         }
     }
 
     /// Cuts every connection still open and joins the threads.
     pub fn join_all(&self) {
-        let all: Vec<_> = self.conns.lock().drain().map(|(_, v)| v).collect();
-        for (s, t) in all {
+        self.closed.store(true, Ordering::Release);
+        self.idle.lock().clear();
+        for s in self.conns.lock().values() {
             let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+        let all: Vec<_> = self.threads.lock().drain().map(|(_, t)| t).collect();
+        for t in all {
             if t.join().is_err() {
                 log::error!("a Unix socket connection thread panicked");
             }
