@@ -165,7 +165,15 @@ impl Threads {
             return None;
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.idle.lock().push((id, tx));
+        {
+            let mut idle = self.idle.lock();
+            // Shutdown sets `closed` before it empties the list under this
+            // lock: an entry pushed after that would wait out LINGER.
+            if self.closed.load(Ordering::Acquire) {
+                return None;
+            }
+            idle.push((id, tx));
+        }
         match rx.recv_timeout(LINGER) {
             Ok(job) => Some(job),
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => None,
