@@ -12,8 +12,8 @@
 //! unchanged since collectd 5.0, 2010); it is not in the installed headers,
 //! so bindgen cannot give it. It is declared here (the object and its lock)
 //! and in `meta_list` (the entries, with the comparison and conversion,
-//! unit-tested there), and *checked* on the running collectd at start-up: `check_layout_now` builds a meta data
-//! object through the public API, walks it with this layout, and compares
+//! unit-tested there), and *checked* on the running collectd at start-up:
+//! `check_layout_now` builds a meta data object through the public API, walks it with this layout, and compares
 //! the result with what the public API reads back. If they differ (another
 //! collectd, another layout), the public API is used for every value, as
 //! before, and the log says so.

@@ -175,16 +175,23 @@ pub fn handle_now(app: &Arc<App>, req: ApiRequest) -> Answer {
     }
 }
 
+/// The route of `path` and `method` (404, or 405 with the allowed ones),
+/// and the route's parameters.
+fn route<'p>(path: &'p str, method: &str) -> Result<(&'static RouteSpec, Params<'p>), ApiError> {
+    let (spec, params) = find(path)?;
+    if !spec.methods.contains(&method) {
+        return Err(ApiError::method_not_allowed(spec.methods.join(", ")));
+    }
+    Ok((spec, params))
+}
+
 /// `dispatch` when nothing need be awaited; None when something must.
 fn dispatch_now(app: &Arc<App>, req: &ApiRequest) -> Option<Result<Response<Body>, ApiError>> {
-    let (spec, params) = match find(req.path()) {
+    let method = req.method.as_str();
+    let (spec, params) = match route(req.path(), method) {
         Ok(found) => found,
         Err(e) => return Some(Err(e)),
     };
-    let method = req.method.as_str();
-    if !spec.methods.contains(&method) {
-        return Some(Err(ApiError::method_not_allowed(spec.methods.join(", "))));
-    }
     if let Err(e) = auth::authorize_now(app, req, auth::required_role(spec.path, method))? {
         return Some(Err(e));
     }
@@ -195,11 +202,8 @@ async fn dispatch(app: &Arc<App>, req: ApiRequest) -> Result<Response<Body>, Api
     // A copy of the target (reference counted, not copied) for the params
     // to borrow, as `req` itself moves into some handlers.
     let uri = req.uri.clone();
-    let (spec, params) = find(uri.path())?;
     let method = req.method.as_str();
-    if !spec.methods.contains(&method) {
-        return Err(ApiError::method_not_allowed(spec.methods.join(", ")));
-    }
+    let (spec, params) = route(uri.path(), method)?;
     auth::authorize(app, &req, auth::required_role(spec.path, method)).await?;
     if let Some(r) = dispatch_sync(app, &req, spec.path, method, &params) {
         return r;

@@ -306,8 +306,7 @@ fn serve_on_thread(
             return;
         }
     };
-    let app_for_runtime = app;
-    let app = app.clone();
+    let a = app.clone();
     let watcher = graceful.watcher();
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
     let served = threads.serve(
@@ -316,7 +315,7 @@ fn serve_on_thread(
         slot,
         on_thread_start,
         move |io, requests| {
-            let svc = service(app.clone());
+            let svc = service(a.clone());
             let tracked = service_fn(move |req| {
                 requests.begin();
                 let answer = hyper::service::Service::call(&svc, req);
@@ -330,7 +329,7 @@ fn serve_on_thread(
             // answer is on its way (a read there could not block); a client
             // gone is seen when writing fails. The header timeout is the
             // connection's own (see unix_thread).
-            let conn = builder(&app)
+            let conn = builder(&a)
                 .half_close(true)
                 .header_read_timeout(None)
                 .serve_connection(TokioIo::new(io), tracked);
@@ -347,7 +346,7 @@ fn serve_on_thread(
                 .set_nonblocking(true)
                 .and_then(|()| tokio::net::UnixStream::from_std(stream));
             match stream {
-                Ok(s) => serve_connection(app_for_runtime, graceful, Conn::Unix(s), None, slot),
+                Ok(s) => serve_connection(app, graceful, Conn::Unix(s), None, slot),
                 Err(e) => log::warn!("SocketFile: cannot serve a connection: {e}"),
             }
         }

@@ -45,7 +45,8 @@ use super::Body;
 /// Connections served on threads of their own at most; more are served by
 /// the runtime (epoll) like TCP connections.
 pub const MAX_THREADS: usize = 16;
-/// The most one read takes from the socket (the buffer is zeroed first).
+/// The most one read takes from the socket (into the connection's scratch
+/// buffer).
 const READ_CHUNK: usize = 4096;
 /// Stack of each connection thread: handlers that need more (full reads)
 /// run on the runtime's blocking threads.
@@ -161,9 +162,6 @@ impl Threads {
 
     /// Waits up to LINGER, idle, for another connection; None: end.
     fn next_job(&self, id: u64) -> Option<Job> {
-        if self.closed.load(Ordering::Acquire) {
-            return None;
-        }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         {
             let mut idle = self.idle.lock();
@@ -283,11 +281,11 @@ impl ThreadIo {
         cx: &mut Context<'_>,
         dst: &mut [u8],
     ) -> Poll<std::io::Result<usize>> {
-        if self.ready.is_none() {
-            self.ready = Some(tokio::net::UnixStream::from_std(self.stream.try_clone()?)?);
-        }
-        let Some(ready) = self.ready.as_ref() else {
-            return Poll::Ready(Err(std::io::ErrorKind::Other.into()));
+        let ready = match &mut self.ready {
+            Some(r) => r,
+            None => self
+                .ready
+                .insert(tokio::net::UnixStream::from_std(self.stream.try_clone()?)?),
         };
         loop {
             match ready.poll_read_ready(cx) {
@@ -299,6 +297,47 @@ impl ThreadIo {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 r => return Poll::Ready(r),
             }
+        }
+    }
+
+    /// One read into `dst`: blocking between requests, waiting on the
+    /// reactor while an answer is on its way.
+    fn read_into(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        let r = if self.requests.in_flight.load(Ordering::Acquire) {
+            match self.poll_read_ready(cx, dst) {
+                Poll::Ready(r) => r,
+                Poll::Pending => return Poll::Pending,
+            }
+        } else {
+            // Between requests: wait in read(2), at most ClientTimeout each
+            // time (SO_RCVTIMEO). The whole head must arrive within
+            // ClientTimeout of the moment the connection began to wait for
+            // it (as with hyper's header timer, which is off on these
+            // connections: it costs a timer per request), checked when
+            // each read returns, so a trickling head is cut within twice
+            // ClientTimeout.
+            let now = Instant::now();
+            let heads = self.requests.heads.load(Ordering::Relaxed);
+            match self.head_since {
+                Some((t, h)) if h == heads => {
+                    if now.duration_since(t) > self.timeout {
+                        return Poll::Ready(Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "the request head did not arrive within ClientTimeout",
+                        )));
+                    }
+                }
+                _ => self.head_since = Some((now, heads)),
+            }
+            retry_eintr(|| (&self.stream).read(dst))
+        };
+        match r {
+            Ok(n) => Poll::Ready(Ok(n)),
+            // SO_RCVTIMEO ran out: the client was idle or slow too long.
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Poll::Ready(Err(
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "ClientTimeout"),
+            )),
+            Err(e) => Poll::Ready(Err(e)),
         }
     }
 }
@@ -321,53 +360,6 @@ impl AsyncRead for ThreadIo {
     }
 }
 
-impl ThreadIo {
-    fn read_into(&mut self, cx: &mut Context<'_>, dst: &mut [u8]) -> Poll<std::io::Result<usize>> {
-        let this = self;
-        let r = if this.requests.in_flight.load(Ordering::Acquire) {
-            match this.poll_read_ready(cx, dst) {
-                Poll::Ready(r) => r,
-                Poll::Pending => return Poll::Pending,
-            }
-        } else {
-            // Between requests: wait in read(2), at most ClientTimeout each
-            // time (SO_RCVTIMEO). A head that trickles in must be complete
-            // within ClientTimeout of its first bytes, checked when each
-            // read returns: hyper's own header timer, which costs a timer
-            // per request, is off on these connections.
-            // As hyper's timer, the time counts from the end of the
-            // previous answer.
-            let now = Instant::now();
-            let heads = this.requests.heads.load(Ordering::Relaxed);
-            match this.head_since {
-                Some((t, h)) if h == heads => {
-                    if now.duration_since(t) > this.timeout {
-                        return Poll::Ready(Err(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "the request head did not arrive within ClientTimeout",
-                        )));
-                    }
-                }
-                _ => this.head_since = Some((now, heads)),
-            }
-            loop {
-                match (&this.stream).read(dst) {
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    r => break r,
-                }
-            }
-        };
-        match r {
-            Ok(n) => Poll::Ready(Ok(n)),
-            // SO_RCVTIMEO ran out: the client was idle or slow too long.
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Poll::Ready(Err(
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "ClientTimeout"),
-            )),
-            Err(e) => Poll::Ready(Err(e)),
-        }
-    }
-}
-
 impl AsyncWrite for ThreadIo {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -376,12 +368,7 @@ impl AsyncWrite for ThreadIo {
     ) -> Poll<std::io::Result<usize>> {
         // Blocking, at most ClientTimeout (SO_SNDTIMEO): only this
         // connection waits for its client.
-        Poll::Ready(loop {
-            match (&self.stream).write(buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => break r,
-            }
-        })
+        Poll::Ready(retry_eintr(|| (&self.stream).write(buf)))
     }
 
     fn poll_write_vectored(
@@ -389,12 +376,7 @@ impl AsyncWrite for ThreadIo {
         _cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(loop {
-            match (&self.stream).write_vectored(bufs) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                r => break r,
-            }
-        })
+        Poll::Ready(retry_eintr(|| (&self.stream).write_vectored(bufs)))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -407,6 +389,16 @@ impl AsyncWrite for ThreadIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+    }
+}
+
+/// A blocking socket call, again while a signal interrupts it.
+fn retry_eintr(mut call: impl FnMut() -> std::io::Result<usize>) -> std::io::Result<usize> {
+    loop {
+        match call() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
     }
 }
 
