@@ -196,6 +196,26 @@ fn start(mut config: Config) -> Result<Phase, String> {
     };
     let (control, worker) = Control::new();
     let app = Arc::new(App::new(config, info, control, auth));
+    // Threshold notifications of values that a write thread left for a
+    // shard lock's holder (often an HTTP thread): dispatched on the control
+    // thread, where a slow notification plugin holds up no request.
+    let weak = Arc::downgrade(&app);
+    app.values.set_event_sink(Box::new(move |n| {
+        let Some(app) = weak.upgrade() else {
+            return;
+        };
+        let plugin = n.plugin.clone();
+        let sent = app.control.submit(move |c| {
+            if let Err(e) = c.dispatch_notification(&n) {
+                log::warn!("threshold notification for {}: {e}", n.plugin);
+            }
+        });
+        if sent.is_err() {
+            log::warn!(
+                "threshold notification for {plugin}: not dispatched, the plugin is stopping"
+            );
+        }
+    }));
 
     register_callbacks(&app)?;
     let control_thread = start_control_thread(app.clone(), worker)?;

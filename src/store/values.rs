@@ -7,21 +7,24 @@
 //! bytes into a thread-local buffer and hashed once (foldhash, keyed per
 //! process); the hash picks a shard (a lock each) and probes its table; an
 //! update of a known metric overwrites its values in place (no allocation,
-//! no UTF-8 check, no syscall beyond the vDSO clock). A reader copies one shard at a time into a
-//! flat snapshot, so it holds any one lock only for a shard's worth of copying.
+//! no UTF-8 check, no syscall beyond the vDSO clock). A reader copies a shard at a time, a
+//! batch per hold of its lock, into a flat snapshot. A write thread never
+//! waits for a shard lock: when it is held, the value is left to the holder
+//! (see `Shard`).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use hashbrown::HashTable;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::model::{
-    cdtime_to_secs, CdTime, DataSet, DataSetLike, DsType, Meta, MetricName, Notification, RawValue,
-    ValueListRef,
+    cdtime_to_secs, CdTime, DataSet, DataSetLike, DsType, Meta, MetaRef, MetricName, Notification,
+    RawValue, ValueListRef,
 };
 use crate::rules::thresholds::{self, MetricState, Thresholds};
 use crate::store::history::Ring;
@@ -196,15 +199,110 @@ impl ShardInner {
     }
 }
 
+/// How many times a write thread that finds its shard locked checks again
+/// (with a spin-loop hint between checks, about 1 µs in all) before it
+/// leaves its value to the lock's holder: enough for another write
+/// thread's update, far less than a reader's batch.
+const SPINS: usize = 16;
+
 /// Entries a reader copies per hold of a shard lock: bounds how long a full
 /// read can keep a write thread waiting (a few tens of microseconds).
 const READ_BATCH: usize = 128;
 
-/// One lock per cache line, so that write threads on different shards do
+/// A shard's lock and what write threads left for its next holder, on
+/// cache lines of their own, so that write threads on different shards do
 /// not share lines.
+///
+/// A write thread never waits for a shard's lock: when the lock is held
+/// (by a reader copying a batch, or by another write thread), the value is
+/// copied into `pending` and applied by whoever holds the lock next, or
+/// by the holder as soon as it unlocks (see `Locked`). So a full read can
+/// delay when a value becomes visible, by at most one batch, but never
+/// keeps a write thread waiting, even when the reader loses its CPU while
+/// it holds the lock.
 #[repr(align(64))]
 #[derive(Default)]
-struct Shard(Mutex<ShardInner>);
+struct Shard {
+    inner: Mutex<ShardInner>,
+    pending: Mutex<Vec<Deferred>>,
+    /// `pending` is not empty (set and cleared under its lock).
+    has_pending: AtomicBool,
+}
+
+/// A value a write thread found its shard locked for, copied out of
+/// collectd's memory.
+struct Deferred {
+    name: MetricName,
+    /// The hash of `name`'s identifier.
+    hash: u64,
+    ds: Arc<DataSet>,
+    values: Box<[RawValue]>,
+    time: CdTime,
+    interval: CdTime,
+    meta: Option<Arc<Meta>>,
+    /// When it arrived (the store's clock).
+    received: u64,
+    /// Already counted in its shard's `received`.
+    counted: bool,
+}
+
+impl Deferred {
+    fn value_list(&self) -> ValueListRef<'_> {
+        let n = &self.name;
+        ValueListRef {
+            host: n.host().as_bytes(),
+            plugin: n.plugin().as_bytes(),
+            plugin_instance: n.plugin_instance().as_bytes(),
+            type_: n.type_().as_bytes(),
+            type_instance: n.type_instance().as_bytes(),
+            values: &self.values,
+            time: self.time,
+            interval: self.interval,
+            meta: match &self.meta {
+                Some(m) => MetaRef::Converted(m.clone()),
+                None => MetaRef::Absent,
+            },
+        }
+    }
+}
+
+/// A held shard lock. Taking it applies what write threads left pending;
+/// dropping it unlocks, then applies what was left meanwhile if the lock is
+/// free (else its new holder will; see `ValueStore::unlocked`).
+struct Locked<'a> {
+    store: &'a ValueStore,
+    shard: &'a Shard,
+    guard: Option<MutexGuard<'a, ShardInner>>,
+}
+
+impl Deref for Locked<'_> {
+    type Target = ShardInner;
+    #[inline(always)]
+    fn deref(&self) -> &ShardInner {
+        match &self.guard {
+            Some(g) => g,
+            None => unreachable!("a shard guard is only emptied when dropped"),
+        }
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut ShardInner {
+        match &mut self.guard {
+            Some(g) => g,
+            None => unreachable!("a shard guard is only emptied when dropped"),
+        }
+    }
+}
+
+impl Drop for Locked<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        self.store.unlocked(self.shard);
+    }
+}
 
 /// What `update` did with a value list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -215,6 +313,9 @@ pub enum Update {
     Updated,
     /// Not newer than the cached value: ignored, as collectd's cache does.
     TooOld,
+    /// The shard was locked: the value is applied by the lock's holder
+    /// when it unlocks, or by its next holder.
+    Deferred,
     /// The value count does not match the data set: ignored.
     Invalid,
 }
@@ -239,7 +340,16 @@ pub struct ValueStore {
     hasher: foldhash::fast::RandomState,
     /// The order of the last full read (see `sort_entries`).
     order: Mutex<Option<OrderCache>>,
+    /// Where the threshold notifications raised by values applied for a
+    /// write thread (see `Shard`) go.
+    event_sink: OnceLock<EventSink>,
+    /// Values write threads left pending (see `Shard`).
+    deferred: AtomicU64,
 }
+
+/// Takes threshold notifications raised by values that were applied after
+/// their write thread had returned.
+pub type EventSink = Box<dyn Fn(Notification) + Send + Sync>;
 
 /// A full read's metrics in the order they were copied (shard by shard,
 /// slot by slot), and the permutation that sorts them. While no metric is
@@ -349,6 +459,192 @@ impl ValueStore {
             epoch: crate::clock::monotonic_coarse_ns(),
             hasher: foldhash::fast::RandomState::default(),
             order: Mutex::new(None),
+            event_sink: OnceLock::new(),
+            deferred: AtomicU64::new(0),
+        }
+    }
+
+    /// Where the threshold notifications of values applied after their
+    /// write thread returned go (set once; without one they are logged and
+    /// dropped).
+    pub fn set_event_sink(&self, sink: EventSink) {
+        if self.event_sink.set(sink).is_err() {
+            log::warn!("the value store's event sink was set twice; the first one stays");
+        }
+    }
+
+    /// How many values write threads found their shard locked for (and
+    /// left for the lock's holder) since the start.
+    pub fn deferred_count(&self) -> u64 {
+        self.deferred.load(Ordering::Relaxed)
+    }
+
+    /// Hands a threshold notification raised by a pending value to the
+    /// event sink. Called with a shard lock held: the sink must not read or
+    /// write the store (the host's queues it for the control thread).
+    fn send_event(&self, n: Notification) {
+        match self.event_sink.get() {
+            Some(sink) => sink(n),
+            None => log::warn!(
+                "threshold notification for {} dropped: no event sink",
+                n.plugin
+            ),
+        }
+    }
+
+    /// After a shard lock was released: applies what write threads left
+    /// meanwhile, if the lock is free (else its new holder will). The fence
+    /// pairs with the one in `defer`: either the write thread that left a
+    /// value finds the lock free after leaving it (and applies it), or this
+    /// finds the value.
+    #[inline(always)]
+    fn unlocked(&self, shard: &Shard) {
+        fence(Ordering::SeqCst);
+        if shard.has_pending.load(Ordering::Relaxed) {
+            self.drain_unlocked(shard);
+        }
+    }
+
+    /// Takes `shard`'s lock, waiting for it (readers), and applies what
+    /// write threads left pending.
+    fn lock<'a>(&'a self, shard: &'a Shard) -> Locked<'a> {
+        self.locked(shard, shard.inner.lock())
+    }
+
+    /// Takes `shard`'s lock if it is free, or becomes free within a short
+    /// spin (write threads: another write thread holds it for well under a
+    /// microsecond, a reader for a batch of READ_BATCH entries).
+    #[inline(always)]
+    fn try_lock<'a>(&'a self, shard: &'a Shard) -> Option<Locked<'a>> {
+        let guard = self.try_lock_raw(shard)?;
+        Some(Locked {
+            store: self,
+            shard,
+            guard: Some(guard),
+        })
+    }
+
+    /// `try_lock` without the guard that calls `unlocked` when dropped
+    /// (the write path's fast path calls it itself).
+    #[inline(always)]
+    fn try_lock_raw<'a>(&'a self, shard: &'a Shard) -> Option<MutexGuard<'a, ShardInner>> {
+        let mut guard = match shard.inner.try_lock() {
+            Some(g) => g,
+            None => Self::spin_lock(shard)?,
+        };
+        if shard.has_pending.load(Ordering::Relaxed) {
+            self.drain(shard, &mut guard);
+        }
+        Some(guard)
+    }
+
+    #[cold]
+    fn spin_lock(shard: &Shard) -> Option<MutexGuard<'_, ShardInner>> {
+        for _ in 0..SPINS {
+            std::hint::spin_loop();
+            if let Some(g) = shard.inner.try_lock() {
+                return Some(g);
+            }
+        }
+        None
+    }
+
+    #[inline(always)]
+    fn locked<'a>(&'a self, shard: &'a Shard, mut guard: MutexGuard<'a, ShardInner>) -> Locked<'a> {
+        if shard.has_pending.load(Ordering::Relaxed) {
+            self.drain(shard, &mut guard);
+        }
+        Locked {
+            store: self,
+            shard,
+            guard: Some(guard),
+        }
+    }
+
+    /// Leaves `vl` for the holder of `shard`'s lock (see `Shard`).
+    #[cold]
+    fn defer<D: DataSetLike>(
+        &self,
+        ds: &D,
+        vl: &ValueListRef<'_>,
+        now: u64,
+        counted: bool,
+    ) -> Update {
+        let name = vl.name();
+        let hash = self.hash(name.identifier().as_bytes());
+        let d = Deferred {
+            name,
+            hash,
+            ds: self.data_set(ds),
+            values: vl.values.into(),
+            time: vl.time,
+            interval: vl.interval,
+            meta: vl.meta.to_option(),
+            received: now,
+            counted,
+        };
+        self.deferred.fetch_add(1, Ordering::Relaxed);
+        let shard = self.shard(hash);
+        {
+            let mut p = shard.pending.lock();
+            p.push(d);
+            shard.has_pending.store(true, Ordering::Relaxed);
+        }
+        // Pairs with the fence in `unlocked`.
+        fence(Ordering::SeqCst);
+        self.drain_unlocked(shard);
+        Update::Deferred
+    }
+
+    /// Applies what is pending in `shard` while its lock is free; stops
+    /// when it is held (its holder applies the rest when it unlocks).
+    #[cold]
+    #[inline(never)]
+    fn drain_unlocked(&self, shard: &Shard) {
+        while shard.has_pending.load(Ordering::Relaxed) {
+            let Some(mut g) = shard.inner.try_lock() else {
+                return;
+            };
+            self.drain(shard, &mut g);
+            drop(g);
+            fence(Ordering::SeqCst);
+        }
+    }
+
+    /// Applies the values pending in `shard`, whose lock is held (`inner`),
+    /// in the order they were left.
+    #[cold]
+    #[inline(never)]
+    fn drain(&self, shard: &Shard, inner: &mut ShardInner) {
+        let items = {
+            let mut p = shard.pending.lock();
+            shard.has_pending.store(false, Ordering::Relaxed);
+            std::mem::take(&mut *p)
+        };
+        for d in items {
+            let vl = d.value_list();
+            let id = d.name.identifier().as_bytes();
+            if !d.counted {
+                inner.received += 1;
+                inner.last_update = inner.last_update.max(d.received);
+            }
+            let event = match inner.get_mut(d.hash, id) {
+                Some(e) if d.ds.same_types(&e.ds) => self.apply(e, &vl, d.received).1,
+                found => {
+                    if found.is_some() {
+                        inner.remove(d.hash, id);
+                    }
+                    let (mut entry, event) =
+                        self.new_entry(d.name.clone(), d.hash, d.ds.clone(), &vl, d.received);
+                    let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                    entry.history.push(seq, entry.time, vl.values);
+                    inner.insert(entry);
+                    event
+                }
+            };
+            if let Some(n) = event {
+                self.send_event(*n);
+            }
         }
     }
 
@@ -418,9 +714,12 @@ impl ValueStore {
         }
         let now = self.now();
         // A known metric: found by collectd's bytes as they are.
+        let hash = self.hash(id);
+        let shard = self.shard(hash);
         let found = {
-            let hash = self.hash(id);
-            let mut inner = self.shard(hash).0.lock();
+            let Some(mut inner) = self.try_lock_raw(shard) else {
+                return (self.defer(ds, vl, now, false), None);
+            };
             inner.received += 1;
             inner.last_update = now;
             match inner.get_mut(hash, id) {
@@ -433,6 +732,7 @@ impl ValueStore {
                 None => None,
             }
         };
+        self.unlocked(shard);
         if let Some(done) = found {
             return done;
         }
@@ -442,7 +742,9 @@ impl ValueStore {
         let hash = self.hash(name.identifier().as_bytes());
         let shard = self.shard(hash);
         {
-            let mut inner = shard.0.lock();
+            let Some(mut inner) = self.try_lock(shard) else {
+                return (self.defer(ds, vl, now, true), None);
+            };
             if let Some(e) = inner.get_mut(hash, name.identifier().as_bytes()) {
                 if ds.same_types(&e.ds) {
                     return self.apply(e, vl, now);
@@ -450,7 +752,33 @@ impl ValueStore {
                 inner.remove(hash, name.identifier().as_bytes());
             }
         }
-        let data_set = self.data_set(ds);
+        let (mut entry, event) = self.new_entry(name, hash, self.data_set(ds), vl, now);
+        let Some(mut inner) = self.try_lock(shard) else {
+            return (self.defer(ds, vl, now, true), None);
+        };
+        // Another write thread may have inserted it meanwhile; collectd
+        // delivers one metric's values in order on the whole, keep newest.
+        match inner.get(hash, entry.name.identifier().as_bytes()) {
+            Some(e) if e.time >= entry.time => (Update::TooOld, None),
+            _ => {
+                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
+                entry.history.push(seq, entry.time, vl.values);
+                inner.insert(entry);
+                (Update::New, event)
+            }
+        }
+    }
+
+    /// A new metric's entry for its first value `vl`, and the notification
+    /// its thresholds call for.
+    fn new_entry(
+        &self,
+        name: MetricName,
+        hash: u64,
+        data_set: Arc<DataSet>,
+        vl: &ValueListRef<'_>,
+        now: u64,
+    ) -> (Entry, Option<Box<Notification>>) {
         let rates = (0..vl.values.len()).map(|i| {
             let s = &data_set.sources[i];
             in_range(
@@ -480,18 +808,7 @@ impl ValueStore {
             &entry.data[vl.values.len()..],
             entry.time,
         );
-        let mut inner = shard.0.lock();
-        // Another write thread may have inserted it meanwhile; collectd
-        // delivers one metric's values in order on the whole, keep newest.
-        match inner.get(hash, entry.name.identifier().as_bytes()) {
-            Some(e) if e.time >= entry.time => (Update::TooOld, None),
-            _ => {
-                let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
-                entry.history.push(seq, entry.time, vl.values);
-                inner.insert(entry);
-                (Update::New, event)
-            }
-        }
+        (entry, event)
     }
 
     /// Updates a known metric `e` (of the same data set) with `vl`, under
@@ -582,7 +899,7 @@ impl ValueStore {
         for shard in self.shards.iter() {
             let mut pos = 0;
             loop {
-                let inner = shard.0.lock();
+                let inner = self.lock(shard);
                 let held = Instant::now();
                 let end = (pos + READ_BATCH).min(inner.slots.len());
                 for e in inner.slots[pos..end].iter().flatten() {
@@ -604,8 +921,8 @@ impl ValueStore {
                     }
                 }
                 let more = end < inner.slots.len();
-                drop(inner);
                 snap.max_lock_hold = snap.max_lock_hold.max(held.elapsed());
+                drop(inner);
                 if !more {
                     break;
                 }
@@ -751,7 +1068,7 @@ impl ValueStore {
         for shard in self.shards.iter() {
             let mut pos = 0;
             loop {
-                let inner = shard.0.lock();
+                let inner = self.lock(shard);
                 let end = (pos + READ_BATCH).min(inner.slots.len());
                 for e in inner.slots[pos..end].iter().flatten() {
                     f(e);
@@ -782,7 +1099,7 @@ impl ValueStore {
     pub fn get(&self, identifier: &str) -> Option<Snapshot> {
         let now = self.now();
         let hash = self.hash(identifier.as_bytes());
-        let inner = self.shard(hash).0.lock();
+        let inner = self.lock(self.shard(hash));
         let e = inner.get(hash, identifier.as_bytes())?;
         if self.expired(e, now) {
             return None;
@@ -801,7 +1118,7 @@ impl ValueStore {
     pub fn get_one(&self, identifier: &str) -> Option<One> {
         let now = self.now();
         let hash = self.hash(identifier.as_bytes());
-        let inner = self.shard(hash).0.lock();
+        let inner = self.lock(self.shard(hash));
         let e = inner.get(hash, identifier.as_bytes())?;
         if self.expired(e, now) {
             return None;
@@ -827,7 +1144,7 @@ impl ValueStore {
     pub fn plugin_interval(&self, plugin: &str) -> Option<f64> {
         let now = self.now();
         self.shards.iter().find_map(|shard| {
-            let inner = shard.0.lock();
+            let inner = self.lock(shard);
             inner
                 .slots
                 .iter()
@@ -842,7 +1159,7 @@ impl ValueStore {
         let now = self.now();
         let mut dropped = 0;
         for shard in self.shards.iter() {
-            let mut inner = shard.0.lock();
+            let mut inner = self.lock(shard);
             for slot in 0..inner.slots.len() {
                 if inner.slots[slot]
                     .as_ref()
@@ -858,7 +1175,7 @@ impl ValueStore {
 
     /// Number of metrics held (including expired ones not yet purged).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().len()).sum()
+        self.shards.iter().map(|s| self.lock(s).len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -870,7 +1187,7 @@ impl ValueStore {
         let mut received = 0;
         let mut last = None::<u64>;
         for shard in self.shards.iter() {
-            let inner = shard.0.lock();
+            let inner = self.lock(shard);
             received += inner.received;
             if inner.received > 0 {
                 last = Some(last.map_or(inner.last_update, |l| l.max(inner.last_update)));
@@ -1252,10 +1569,151 @@ mod tests {
         s.update(&one, vl(f, &two, 110, 10));
         s.update(&one, vl(["h", "q", "", "gauge", ""], &two, 110, 10));
         assert_eq!(s.len(), 2);
-        let shard = s.shard(s.hash(b"h/p/gauge")).0.lock();
+        let shard = s.shard(s.hash(b"h/p/gauge")).inner.lock();
         assert_eq!(shard.slots.len(), shard.len(), "the freed slot was reused");
         drop(shard);
         assert_eq!(s.snapshot(&Filter::default(), true).entries.len(), 2);
+    }
+
+    /// Runs `f` on another thread and returns its result, failing (not
+    /// hanging) if it takes longer than 10 s: a write thread must not wait
+    /// for a lock a reader holds.
+    fn on_another_thread<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|t| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            t.spawn(move || {
+                let _ = tx.send(f());
+            });
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a write waited for the shard lock")
+        })
+    }
+
+    #[test]
+    fn a_write_never_waits_for_a_reader_and_is_applied_when_it_unlocks() {
+        let s = ValueStore::new(2, 10);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let f = ["h", "p", "", "gauge", ""];
+        let new = ["h", "p", "", "gauge", "new"];
+        assert_eq!(
+            s.update(&g, vl(f, &[RawValue::gauge(1.0)], 100, 10)),
+            Update::New
+        );
+        let shard = s.shard(s.hash(b"h/p/gauge"));
+        let held = s.lock(shard);
+        // A known metric and a new one of the same shard, while a reader
+        // holds its lock (the new name is picked to land there).
+        let n2 = (0..)
+            .map(|i| format!("new{i}"))
+            .find(|ti| std::ptr::eq(s.shard(s.hash(format!("h/p/gauge-{ti}").as_bytes())), shard))
+            .unwrap();
+        let new = [new[0], new[1], new[2], new[3], n2.as_str()];
+        let (a, b) = on_another_thread(|| {
+            (
+                s.update(&g, vl(f, &[RawValue::gauge(2.0)], 110, 10)),
+                s.update(&g, vl(new, &[RawValue::gauge(7.0)], 110, 10)),
+            )
+        });
+        assert_eq!((a, b), (Update::Deferred, Update::Deferred));
+        assert_eq!(s.deferred_count(), 2);
+        assert!(held.get(s.hash(b"h/p/gauge"), b"h/p/gauge").unwrap().time == 100 << 30);
+        drop(held);
+        // Applied by the reader as it unlocked, before anything else read.
+        assert!(!shard.has_pending.load(Ordering::SeqCst));
+        let inner = shard.inner.lock();
+        let e = inner.get(s.hash(b"h/p/gauge"), b"h/p/gauge").unwrap();
+        assert_eq!(
+            (e.time, e.values().next()),
+            (110 << 30, Some(RawValue::gauge(2.0)))
+        );
+        let id = format!("h/p/gauge-{n2}");
+        let e = inner.get(s.hash(id.as_bytes()), id.as_bytes()).unwrap();
+        assert_eq!(e.values().next(), Some(RawValue::gauge(7.0)));
+        drop(inner);
+        assert_eq!(s.stats().values_received, 3);
+        // Their history samples are there too, in the order applied.
+        let (h, _, _) = s.history(0, 10, &Filter::default());
+        assert_eq!(h.entries.len(), 3);
+    }
+
+    #[test]
+    fn a_deferred_value_that_crosses_a_threshold_reaches_the_event_sink() {
+        let s = ValueStore::new(2, 10);
+        let mut th: crate::rules::thresholds::Threshold =
+            serde_json::from_value(serde_json::json!({ "type": "gauge", "warning_max": 10.0 }))
+                .unwrap();
+        th.failure_max = None;
+        s.thresholds.put("t", th, |_| Ok(())).unwrap();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let to = sent.clone();
+        s.set_event_sink(Box::new(move |n| to.lock().push(n)));
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let f = ["h", "p", "", "gauge", ""];
+        let (_, event) = s.record(&g, &vl(f, &[RawValue::gauge(1.0)], 100, 10));
+        assert!(event.is_none_or(|n| n.severity == crate::model::Severity::Okay));
+        let held = s.lock(s.shard(s.hash(b"h/p/gauge")));
+        let r = on_another_thread(|| s.record(&g, &vl(f, &[RawValue::gauge(50.0)], 110, 10)));
+        assert!(matches!(r, (Update::Deferred, None)));
+        assert!(sent.lock().is_empty());
+        drop(held);
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].severity, crate::model::Severity::Warning);
+        assert_eq!(sent[0].plugin, "p");
+    }
+
+    /// Write threads and a reader at once: once they are done, nothing is
+    /// left pending and every metric holds its last value.
+    #[test]
+    fn nothing_is_left_pending_after_concurrent_writes_and_reads() {
+        let s = ValueStore::new(2, 4);
+        let g = ds("gauge", &[("value", DsType::Gauge)]);
+        let names: Vec<String> = (0..2000).map(|i| format!("i{i}")).collect();
+        const ROUNDS: u64 = 30;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|t| {
+            let (s, stop) = (&s, &stop);
+            t.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    s.snapshot(&Filter::default(), true);
+                }
+            });
+            let writers: Vec<_> = (0..2)
+                .map(|w| {
+                    let (g, names) = (&g, &names);
+                    t.spawn(move || {
+                        for r in 1..=ROUNDS {
+                            for n in names.iter().skip(w).step_by(2) {
+                                let f = ["h", "p", "", "gauge", n.as_str()];
+                                s.update(g, vl(f, &[RawValue::gauge(r as f64)], r, 10));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for w in writers {
+                w.join().unwrap();
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        assert_eq!(s.stats().values_received, 2000 * ROUNDS);
+        assert!(
+            s.deferred_count() > 0,
+            "no write found a shard locked: nothing was tested"
+        );
+        for shard in s.shards.iter() {
+            assert!(!shard.has_pending.load(Ordering::SeqCst));
+        }
+        let snap = s.snapshot(&Filter::default(), true);
+        assert_eq!(snap.entries.len(), 2000);
+        for e in &snap.entries {
+            assert_eq!(
+                snap.values(e),
+                &[RawValue::gauge(ROUNDS as f64)],
+                "{}",
+                e.name.identifier()
+            );
+        }
     }
 
     /// (identifier, value) of each sample of a history read.
