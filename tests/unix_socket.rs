@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{wait_for, Collectd, Setup};
 
-/// The connection threads the plugin has at most (unix_thread::MAX_THREADS).
+/// The connection threads the plugin has at most (conn_thread::MAX_THREADS).
 const MAX_THREADS: usize = 16;
 
 fn start(extra: &str) -> (Collectd, PathBuf, PathBuf) {
@@ -34,7 +34,7 @@ fn connect(sock: &Path) -> UnixStream {
 
 /// Reads until `needle` is in what arrived (or the connection ends, or 10 s
 /// pass); returns all of it.
-fn read_until(s: &mut UnixStream, seen: &mut String, needle: &str) {
+fn read_until(s: &mut impl Read, seen: &mut String, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 4096];
     while !seen.contains(needle) {
@@ -53,7 +53,7 @@ fn read_until(s: &mut UnixStream, seen: &mut String, needle: &str) {
 }
 
 /// One GET on an open keep-alive connection; the status and the body.
-fn get(s: &mut UnixStream, path: &str) -> (u16, String) {
+fn get<S: Read + Write>(s: &mut S, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     let mut seen = String::new();
     read_until(s, &mut seen, "\r\n\r\n");
@@ -243,30 +243,34 @@ fn idle_and_slow_clients_are_closed_after_client_timeout() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[test]
-fn more_connections_than_threads_are_all_served() {
-    let (c, sock, dir) = start("");
-    let pid = c.pid();
-    let mut conns: Vec<UnixStream> = (0..MAX_THREADS + 4).map(|_| connect(&sock)).collect();
-    for s in &mut conns {
-        assert_eq!(get(s, "/v1/health").0, 200);
-    }
+/// MAX_THREADS + 4 connections made by `connect` are all served (two
+/// requests each), MAX_THREADS of them on threads of their own; idle
+/// threads end 5 s after their connections, and a new connection gets one
+/// again.
+fn more_connections_than_threads<S: Read + Write>(pid: u32, connect: impl Fn() -> S) {
+    let mut conns: Vec<S> = (0..MAX_THREADS + 4).map(|_| connect()).collect();
     // Twice each, so every connection is past its first request.
-    for s in &mut conns {
-        assert_eq!(get(s, "/v1/health").0, 200);
+    for _ in 0..2 {
+        for s in &mut conns {
+            assert_eq!(get(s, "/v1/health").0, 200);
+        }
     }
-    assert_eq!(threads_named(pid, "rest-unix"), MAX_THREADS);
+    assert_eq!(threads_named(pid, "rest-conn"), MAX_THREADS);
     drop(conns);
-    // Idle threads wait 5 s for another connection, then end.
     wait_for(
         "the connection threads to end",
         Duration::from_secs(15),
-        || (threads_named(pid, "rest-unix") == 0).then_some(()),
+        || (threads_named(pid, "rest-conn") == 0).then_some(()),
     );
-    // New connections get threads again.
-    let mut s = connect(&sock);
+    let mut s = connect();
     assert_eq!(get(&mut s, "/v1/health").0, 200);
-    assert_eq!(threads_named(pid, "rest-unix"), 1);
+    assert_eq!(threads_named(pid, "rest-conn"), 1);
+}
+
+#[test]
+fn more_connections_than_threads_are_all_served() {
+    let (c, sock, dir) = start("");
+    more_connections_than_threads(c.pid(), || connect(&sock));
     drop(c);
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -279,7 +283,7 @@ fn a_connection_per_request_reuses_threads() {
     for _ in 0..50 {
         let r = common::unix_request(&sock, "GET", "/v1/health").unwrap();
         assert_eq!(r.status, 200);
-        seen.extend(tids_named(pid, "rest-unix"));
+        seen.extend(tids_named(pid, "rest-conn"));
     }
     // A thread per request would be 50 threads.
     assert!(
@@ -344,4 +348,17 @@ fn tokens_are_checked_on_the_unix_socket_too() {
     assert_eq!(get(&mut s, "/v1/health").0, 200);
     drop(c);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Plain TCP connections get threads of their own too (the same pool of
+/// MAX_THREADS), and connections beyond it are served by the runtime.
+#[test]
+fn tcp_connections_share_the_threads_and_more_are_served() {
+    let c = Collectd::start(Setup::default());
+    more_connections_than_threads(c.pid(), || {
+        let s = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        s
+    });
 }

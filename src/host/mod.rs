@@ -491,7 +491,7 @@ fn threads_left(timeout: std::time::Duration) -> Result<(), Vec<String>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mut left = Vec::new();
-        for prefix in ["rest-http", "rest-server", "rest-unix", "rest control"] {
+        for prefix in ["rest-http", "rest-server", "rest-conn", "rest control"] {
             match crate::readers::threads_named(std::path::Path::new("/proc/self/task"), prefix) {
                 Ok(tids) => left.extend(tids.into_iter().map(crate::readers::thread_name)),
                 Err(e) => return Err(vec![format!("(cannot read /proc/self/task: {e})")]),

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod conn_thread;
 pub mod error;
 pub mod handlers;
 pub mod json;
@@ -14,7 +15,6 @@ pub mod router;
 pub mod rules;
 pub mod server;
 pub mod stream;
-pub mod unix_thread;
 
 use std::convert::Infallible;
 

@@ -27,7 +27,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
 use super::router::{self, Answer, Pending};
-use super::{unix_thread, ApiRequest, Body};
+use super::{conn_thread, ApiRequest, Body};
 use crate::app::{now_secs, App};
 use crate::model::{secs_to_cdtime, Notification, Severity};
 
@@ -222,7 +222,7 @@ async fn serve(
     on_thread_start: fn(),
 ) {
     let graceful = GracefulShutdown::new();
-    let threads = Arc::new(unix_thread::Threads::default());
+    let threads = Arc::new(conn_thread::Threads::default());
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
@@ -253,11 +253,16 @@ async fn serve(
             _ = &mut stop => break,
             conn = conn_rx.recv() => match conn {
                 Some(stream) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => match stream {
-                        Conn::Unix(s) => {
-                            serve_on_thread(&app, &graceful, &threads, s, slot, on_thread_start)
+                    // Plain HTTP on a thread of its own while there are
+                    // threads to spare; TLS on the runtime.
+                    Ok(slot) => match (stream, &tls) {
+                        (Conn::Tcp(s), None) => {
+                            serve_on_thread(&app, &graceful, &threads, Conn::Tcp(s), slot, on_thread_start)
                         }
-                        stream => serve_connection(&app, &graceful, stream, tls.clone(), slot),
+                        (Conn::Unix(s), _) => {
+                            serve_on_thread(&app, &graceful, &threads, Conn::Unix(s), slot, on_thread_start)
+                        }
+                        (stream, _) => serve_connection(&app, &graceful, stream, tls.clone(), slot),
                     },
                     // MaxConnections reached: close at once.
                     Err(_) => drop(stream),
@@ -279,78 +284,88 @@ async fn serve(
     {
         log::info!("requests still in flight at shutdown were cut off");
     }
-    // The Unix socket threads use this runtime (timers, tasks): they are
+    // The connection threads use this runtime (timers, tasks): they are
     // joined before it stops.
     let t = threads.clone();
     if tokio::task::spawn_blocking(move || t.join_all())
         .await
         .is_err()
     {
-        log::error!("joining the Unix socket connection threads failed");
+        log::error!("joining the connection threads failed");
     }
 }
 
-/// A Unix socket connection on a thread of its own (see `unix_thread`).
+/// A plain HTTP connection (TCP without TLS, or the Unix socket) on a
+/// thread of its own (see `conn_thread`), or on the runtime when no thread
+/// is free.
 fn serve_on_thread(
     app: &Arc<App>,
     graceful: &GracefulShutdown,
-    threads: &Arc<unix_thread::Threads>,
-    stream: tokio::net::UnixStream,
+    threads: &Arc<conn_thread::Threads>,
+    stream: Conn,
     slot: OwnedSemaphorePermit,
     on_thread_start: fn(),
 ) {
-    let stream = match stream.into_std() {
+    let what = match &stream {
+        Conn::Tcp(_) => "TCP",
+        Conn::Unix(_) => "SocketFile",
+    };
+    let sock = match stream {
+        Conn::Tcp(s) => {
+            let _ = s.set_nodelay(true);
+            s.into_std().map(conn_thread::Sock::Tcp)
+        }
+        Conn::Unix(s) => s.into_std().map(conn_thread::Sock::Unix),
+    };
+    let sock = match sock {
         Ok(s) => s,
         Err(e) => {
-            log::warn!("SocketFile: cannot take over a connection: {e}");
+            log::warn!("{what}: cannot take over a connection: {e}");
             return;
         }
     };
     let a = app.clone();
     let watcher = graceful.watcher();
     let timeout = Duration::from_secs_f64(app.config.client_timeout);
-    let served = threads.serve(
-        stream,
-        timeout,
-        slot,
-        on_thread_start,
-        move |io, requests| {
-            let svc = service(a.clone());
-            let tracked = service_fn(move |req| {
-                requests.begin();
-                let answer = hyper::service::Service::call(&svc, req);
-                let requests = requests.clone();
-                async move {
-                    let r = answer.await;
-                    r.map(|r| unix_thread::Tracked::wrap(r, &requests))
-                }
-            });
-            // Half-close: no read to look for the client's end while an
-            // answer is on its way (a read there could not block); a client
-            // gone is seen when writing fails. The header timeout is the
-            // connection's own (see unix_thread).
-            let conn = builder(&a)
-                .half_close(true)
-                .header_read_timeout(None)
-                .serve_connection(TokioIo::new(io), tracked);
+    let served = threads.serve(sock, timeout, slot, on_thread_start, move |io, requests| {
+        let svc = service(a.clone());
+        let tracked = service_fn(move |req| {
+            requests.begin();
+            let answer = hyper::service::Service::call(&svc, req);
+            let requests = requests.clone();
             async move {
-                let _ = watcher.watch(conn).await;
+                let r = answer.await;
+                r.map(|r| conn_thread::Tracked::wrap(r, &requests))
             }
-        },
-    );
+        });
+        // Half-close: no read to look for the client's end while an
+        // answer is on its way (a read there could not block); a client
+        // gone is seen when writing fails. The header timeout is the
+        // connection's own (see conn_thread).
+        let conn = builder(&a)
+            .half_close(true)
+            .header_read_timeout(None)
+            .serve_connection(TokioIo::new(io), tracked);
+        async move {
+            let _ = watcher.watch(conn).await;
+        }
+    });
     match served {
         Ok(None) => {}
-        // No thread free: the runtime serves it, as a TCP connection.
-        Ok(Some((stream, slot))) => {
-            let stream = stream
-                .set_nonblocking(true)
-                .and_then(|()| tokio::net::UnixStream::from_std(stream));
-            match stream {
-                Ok(s) => serve_connection(app, graceful, Conn::Unix(s), None, slot),
-                Err(e) => log::warn!("SocketFile: cannot serve a connection: {e}"),
+        // No thread free: the runtime serves it.
+        Ok(Some((sock, slot))) => {
+            let conn = sock.set_nonblocking(true).and_then(|()| {
+                Ok(match sock {
+                    conn_thread::Sock::Tcp(s) => Conn::Tcp(tokio::net::TcpStream::from_std(s)?),
+                    conn_thread::Sock::Unix(s) => Conn::Unix(tokio::net::UnixStream::from_std(s)?),
+                })
+            });
+            match conn {
+                Ok(c) => serve_connection(app, graceful, c, None, slot),
+                Err(e) => log::warn!("{what}: cannot serve a connection: {e}"),
             }
         }
-        Err(e) => log::warn!("SocketFile: cannot start a connection thread: {e}"),
+        Err(e) => log::warn!("{what}: cannot start a connection thread: {e}"),
     }
 }
 

@@ -1,20 +1,22 @@
-//! Connections on the Unix socket (`SocketFile`) served each on a thread of
-//! its own that waits for the next request in read(2), as collectd's
-//! unixsock plugin does, instead of in the runtime's epoll loop.
+//! Plain HTTP connections (TCP without TLS, and the Unix socket of
+//! `SocketFile`) served each on a thread of its own that waits for the
+//! next request in read(2), as collectd's unixsock plugin does, instead of
+//! in the runtime's epoll loop.
 //!
 //! Why: a request/answer exchange on one connection is bounded by how fast
 //! the server wakes for the next request. Measured on 2 vCPUs, a server that
 //! does nothing but answer reaches about 0.9x the rate with epoll and a
 //! non-blocking read that it reaches waiting in read(2): the extra system
-//! call and epoll's wake-up cost more than all of hyper's parsing. Local
-//! pollers (one value after another, on one connection) get unixsock's
+//! call and epoll's wake-up cost more than all of hyper's parsing. Pollers
+//! that read one value after another on one connection get unixsock's
 //! latency this way.
 //!
 //! What stays the same: hyper serves the connection with the same service
 //! (routes, auth, limits, panics answered with 500), timers and the tasks a
 //! request starts run on the server's runtime (its handle is entered), and
 //! the connection holds one of MaxConnections' slots. At most
-//! `MAX_THREADS` connections are served this way; more go to the runtime.
+//! `MAX_THREADS` connections are served this way; more go to the runtime,
+//! as do TLS connections.
 //!
 //! A blocking read is only done while no answer is on its way: while a
 //! response is being produced or streamed (`in_flight`), reads are
@@ -26,6 +28,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,8 +45,8 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use super::Body;
 
-/// Connections served on threads of their own at most; more are served by
-/// the runtime (epoll) like TCP connections.
+/// Connections served on threads of their own at most (TCP and Unix
+/// socket together); more are served by the runtime (epoll).
 pub const MAX_THREADS: usize = 16;
 /// The most one read takes from the socket (into the connection's scratch
 /// buffer).
@@ -61,13 +64,106 @@ const LINGER: Duration = Duration::from_secs(5);
 /// One connection for a thread to serve.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// The threads serving Unix socket connections (serving or idle), a handle
-/// on each connection's socket to end it at shutdown, and the idle
-/// threads' hand-off channels.
+/// A connection's socket, blocking.
+pub enum Sock {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// The same socket registered on the runtime's reactor.
+enum Ready {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Sock {
+    fn try_clone(&self) -> std::io::Result<Sock> {
+        Ok(match self {
+            Sock::Tcp(s) => Sock::Tcp(s.try_clone()?),
+            Sock::Unix(s) => Sock::Unix(s.try_clone()?),
+        })
+    }
+
+    pub fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.set_nonblocking(on),
+            Sock::Unix(s) => s.set_nonblocking(on),
+        }
+    }
+
+    fn set_timeouts(&self, t: Duration) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => {
+                s.set_read_timeout(Some(t))?;
+                s.set_write_timeout(Some(t))
+            }
+            Sock::Unix(s) => {
+                s.set_read_timeout(Some(t))?;
+                s.set_write_timeout(Some(t))
+            }
+        }
+    }
+
+    fn shutdown(&self, how: Shutdown) -> std::io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.shutdown(how),
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    fn read(&self, dst: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).read(dst),
+            Sock::Unix(s) => (&*s).read(dst),
+        }
+    }
+
+    fn write(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
+        }
+    }
+
+    fn write_vectored(&self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        match self {
+            Sock::Tcp(s) => (&*s).write_vectored(bufs),
+            Sock::Unix(s) => (&*s).write_vectored(bufs),
+        }
+    }
+
+    /// A second handle on the socket, registered on the runtime's reactor.
+    fn ready(&self) -> std::io::Result<Ready> {
+        Ok(match self.try_clone()? {
+            Sock::Tcp(s) => Ready::Tcp(tokio::net::TcpStream::from_std(s)?),
+            Sock::Unix(s) => Ready::Unix(tokio::net::UnixStream::from_std(s)?),
+        })
+    }
+}
+
+impl Ready {
+    fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self {
+            Ready::Tcp(s) => s.poll_read_ready(cx),
+            Ready::Unix(s) => s.poll_read_ready(cx),
+        }
+    }
+
+    fn try_read(&self, dst: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Ready::Tcp(s) => s.try_read(dst),
+            Ready::Unix(s) => s.try_read(dst),
+        }
+    }
+}
+
+/// The threads serving connections (serving or idle), a handle on each
+/// connection's socket to end it at shutdown, and the idle threads'
+/// hand-off channels.
 #[derive(Default)]
 pub struct Threads {
     next_id: AtomicU64,
-    conns: Mutex<HashMap<u64, UnixStream>>,
+    conns: Mutex<HashMap<u64, Sock>>,
     threads: Mutex<HashMap<u64, std::thread::JoinHandle<()>>>,
     idle: Mutex<Vec<(u64, std::sync::mpsc::SyncSender<Job>)>>,
     closed: AtomicBool,
@@ -80,12 +176,12 @@ impl Threads {
     /// no room (the runtime serves it then).
     pub fn serve<F, Fut>(
         self: &Arc<Self>,
-        stream: UnixStream,
+        stream: Sock,
         timeout: Duration,
         slot: OwnedSemaphorePermit,
         on_thread_start: fn(),
         serve: F,
-    ) -> std::io::Result<Option<(UnixStream, OwnedSemaphorePermit)>>
+    ) -> std::io::Result<Option<(Sock, OwnedSemaphorePermit)>>
     where
         F: FnOnce(ThreadIo, Arc<Requests>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
@@ -95,8 +191,7 @@ impl Threads {
             return Ok(Some((stream, slot)));
         }
         stream.set_nonblocking(false)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_write_timeout(Some(timeout))?;
+        stream.set_timeouts(timeout)?;
         let conn_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.conns.lock().insert(conn_id, stream.try_clone()?);
         let threads = self.clone();
@@ -131,7 +226,7 @@ impl Threads {
         // cannot come first.
         let mut all = self.threads.lock();
         let spawned = std::thread::Builder::new()
-            .name("rest-unix".into())
+            .name("rest-conn".into())
             .stack_size(STACK)
             .spawn(move || {
                 on_thread_start();
@@ -200,7 +295,7 @@ impl Threads {
         self.closed.store(true, Ordering::Release);
         self.idle.lock().clear();
         for s in self.conns.lock().values() {
-            let _ = s.shutdown(std::net::Shutdown::Read);
+            let _ = s.shutdown(Shutdown::Read);
         }
     }
 
@@ -209,12 +304,12 @@ impl Threads {
         self.closed.store(true, Ordering::Release);
         self.idle.lock().clear();
         for s in self.conns.lock().values() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+            let _ = s.shutdown(Shutdown::Both);
         }
         let all: Vec<_> = self.threads.lock().drain().map(|(_, t)| t).collect();
         for t in all {
             if t.join().is_err() {
-                log::error!("a Unix socket connection thread panicked");
+                log::error!("a connection thread panicked");
             }
         }
     }
@@ -245,12 +340,12 @@ fn block_on<F: Future>(f: F) -> F::Output {
 
 /// The connection as hyper reads and writes it (through TokioIo).
 pub struct ThreadIo {
-    stream: UnixStream,
+    stream: Sock,
     /// Whether an answer is on its way, and how many heads arrived.
     requests: Arc<Requests>,
     /// The same socket registered on the runtime's reactor, made the first
     /// time a read must not block.
-    ready: Option<tokio::net::UnixStream>,
+    ready: Option<Ready>,
     /// ClientTimeout.
     timeout: Duration,
     /// When this connection began to wait for the head that has not
@@ -283,9 +378,7 @@ impl ThreadIo {
     ) -> Poll<std::io::Result<usize>> {
         let ready = match &mut self.ready {
             Some(r) => r,
-            None => self
-                .ready
-                .insert(tokio::net::UnixStream::from_std(self.stream.try_clone()?)?),
+            None => self.ready.insert(self.stream.ready()?),
         };
         loop {
             match ready.poll_read_ready(cx) {
@@ -329,7 +422,7 @@ impl ThreadIo {
                 }
                 _ => self.head_since = Some((now, heads)),
             }
-            retry_eintr(|| (&self.stream).read(dst))
+            retry_eintr(|| self.stream.read(dst))
         };
         match r {
             Ok(n) => Poll::Ready(Ok(n)),
@@ -368,7 +461,7 @@ impl AsyncWrite for ThreadIo {
     ) -> Poll<std::io::Result<usize>> {
         // Blocking, at most ClientTimeout (SO_SNDTIMEO): only this
         // connection waits for its client.
-        Poll::Ready(retry_eintr(|| (&self.stream).write(buf)))
+        Poll::Ready(retry_eintr(|| self.stream.write(buf)))
     }
 
     fn poll_write_vectored(
@@ -376,7 +469,7 @@ impl AsyncWrite for ThreadIo {
         _cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(retry_eintr(|| (&self.stream).write_vectored(bufs)))
+        Poll::Ready(retry_eintr(|| self.stream.write_vectored(bufs)))
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -388,7 +481,7 @@ impl AsyncWrite for ThreadIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(self.stream.shutdown(std::net::Shutdown::Write))
+        Poll::Ready(self.stream.shutdown(Shutdown::Write))
     }
 }
 
