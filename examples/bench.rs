@@ -10,7 +10,8 @@
 //! ```
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
-//! `--part a|b|c|all` (default all). The report goes to stdout; progress
+//! `--part a|b|c|w|all` (default all; `w`: only part B's write-path and
+//! ingest figures, about 75 s). The report goes to stdout; progress
 //! lines go to stderr. The default run takes about 3.5-4 minutes: Part A
 //! about 45 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
 //! to fill collectd, about 10-25 s per size, 4 s of single-value requests
@@ -236,11 +237,15 @@ enum Part {
     A,
     B,
     C,
+    /// Only part B's write-path and ingest figures (B-write, B-ingest).
+    W,
     All,
 }
 
 fn usage() -> ! {
-    eprintln!("usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|c|all]");
+    eprintln!(
+        "usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|c|w|all]"
+    );
     std::process::exit(2)
 }
 
@@ -281,9 +286,10 @@ fn parse_args() -> (Vec<usize>, Part) {
                     "a" => Part::A,
                     "b" => Part::B,
                     "c" => Part::C,
+                    "w" => Part::W,
                     "all" => Part::All,
                     other => {
-                        eprintln!("--part: {other:?} is not a, b, c or all");
+                        eprintln!("--part: {other:?} is not a, b, c, w or all");
                         usage()
                     }
                 }
@@ -309,6 +315,7 @@ fn main() {
             Part::A => "a",
             Part::B => "b",
             Part::C => "c",
+            Part::W => "w",
             Part::All => "all",
         },
         cpus,
@@ -322,6 +329,11 @@ fn main() {
     }
     if matches!(part, Part::C | Part::All) {
         part_c();
+    }
+    if part == Part::W {
+        require_part_b_tools();
+        write_path();
+        ingest_ceiling();
     }
 }
 
