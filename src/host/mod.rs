@@ -32,6 +32,7 @@ use crate::config::{Config, STATE_SUBDIR};
 use crate::control::{Control, Worker};
 use crate::ffi;
 use crate::http::server::{self, Server};
+use crate::model::Notification;
 
 const NAME: &std::ffi::CStr = c"rest";
 
@@ -45,6 +46,7 @@ enum Phase {
         app: Arc<App>,
         server: Server,
         control_thread: libc::pthread_t,
+        notifier: Notifier,
     },
     Stopped,
 }
@@ -196,21 +198,20 @@ fn start(mut config: Config) -> Result<Phase, String> {
     };
     let (control, worker) = Control::new();
     let app = Arc::new(App::new(config, info, control, auth));
-    // Threshold notifications of values that a write thread left for a
-    // shard lock's holder (often an HTTP thread): dispatched on the control
-    // thread, where a slow notification plugin holds up no request.
-    let weak = Arc::downgrade(&app);
+    // Threshold notifications, whether a write thread applied their value
+    // or a shard lock's holder did (often an HTTP thread): queued in the
+    // order the values were applied, and dispatched in that order on a
+    // thread of their own, where a slow notification plugin holds up
+    // neither a write thread nor a request.
+    let notifier = Notifier::start()?;
+    let queue = notifier.queue.clone();
     app.values.set_event_sink(Box::new(move |n| {
-        let Some(app) = weak.upgrade() else {
-            return;
-        };
         let plugin = n.plugin.clone();
-        let sent = app.control.submit(move |c| {
-            if let Err(e) = c.dispatch_notification(&n) {
-                log::warn!("threshold notification for {}: {e}", n.plugin);
-            }
-        });
-        if sent.is_err() {
+        let sent = match &*queue.lock() {
+            Some(tx) => tx.send(n).is_ok(),
+            None => false,
+        };
+        if !sent {
             log::warn!(
                 "threshold notification for {plugin}: not dispatched, the plugin is stopping"
             );
@@ -218,7 +219,13 @@ fn start(mut config: Config) -> Result<Phase, String> {
     }));
 
     register_callbacks(&app)?;
-    let control_thread = start_control_thread(app.clone(), worker)?;
+    let control_thread = match start_control_thread(app.clone(), worker) {
+        Ok(t) => t,
+        Err(e) => {
+            notifier.stop();
+            return Err(e);
+        }
+    };
     // For the signal handler and the filter-chain match, which get no
     // user_data of ours.
     let _ = APP.set(app.clone());
@@ -239,6 +246,7 @@ fn start(mut config: Config) -> Result<Phase, String> {
         Ok(s) => s,
         Err(e) => {
             stop_control_thread(&app, control_thread);
+            notifier.stop();
             return Err(format!("cannot start the HTTP server: {e}"));
         }
     };
@@ -270,6 +278,7 @@ fn start(mut config: Config) -> Result<Phase, String> {
         app,
         server,
         control_thread,
+        notifier,
     })
 }
 
@@ -386,7 +395,8 @@ unsafe extern "C" fn write_cb(
             app.info.fault_check(&String::from_utf8_lossy(vl.plugin));
         }
         let (_, event) = app.values.record_id(&convert::HostDataSet(ds), &vl, id);
-        // A threshold state changed: notify, with no lock of ours held.
+        // Threshold notifications go to the notifier (the store's event
+        // sink); one comes back here only without a sink.
         if let Some(n) = event {
             if let Err(e) = daemon::dispatch(&n) {
                 log::warn!("threshold notification for {}: {e}", n.plugin);
@@ -454,24 +464,85 @@ unsafe extern "C" fn control_main(arg: *mut c_void) -> *mut c_void {
 }
 
 fn start_control_thread(app: Arc<App>, worker: Worker) -> Result<libc::pthread_t, String> {
-    let arg = Box::into_raw(Box::new((app, worker)));
+    // SAFETY: control_main takes its argument as Box<(Arc<App>, Worker)>.
+    unsafe { start_thread(c"rest control", control_main, Box::new((app, worker))) }
+        .map_err(|status| format!("cannot start the control thread ({status})"))
+}
+
+/// Starts `main` on a joinable thread named `name` through collectd's
+/// plugin_thread_create, in the current plugin context (rest's, during
+/// init); Err(status) if the thread could not be started.
+///
+/// # Safety
+/// `main` takes ownership of its argument as a `Box<T>` (Box::from_raw).
+unsafe fn start_thread<T>(
+    name: &std::ffi::CStr,
+    main: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    arg: Box<T>,
+) -> Result<libc::pthread_t, c_int> {
+    let arg = Box::into_raw(arg);
     let mut tid: ffi::pthread_t = 0;
-    // SAFETY: control_main takes ownership of `arg`; plugin_thread_create
-    // starts it in the current plugin context (rest's, during init).
+    // SAFETY: `main` takes ownership of `arg` (this function's contract);
+    // `name` is a valid C string that collectd copies.
     let status = unsafe {
-        ffi::plugin_thread_create(
-            &mut tid,
-            Some(control_main),
-            arg.cast::<c_void>(),
-            c"rest control".as_ptr(),
-        )
+        ffi::plugin_thread_create(&mut tid, Some(main), arg.cast::<c_void>(), name.as_ptr())
     };
     if status != 0 {
         // SAFETY: the thread was not created, so `arg` is still ours.
         drop(unsafe { Box::from_raw(arg) });
-        return Err(format!("cannot start the control thread ({status})"));
+        return Err(status);
     }
     Ok(tid as libc::pthread_t)
+}
+
+/// Threshold notifications queued for the thread that dispatches them
+/// ("rest notify"), in order.
+struct Notifier {
+    /// None once stopping: the thread ends when the queue is empty.
+    queue: Arc<Mutex<Option<std::sync::mpsc::Sender<Notification>>>>,
+    tid: libc::pthread_t,
+}
+
+impl Notifier {
+    fn start() -> Result<Notifier, String> {
+        let (tx, rx) = std::sync::mpsc::channel::<Notification>();
+        // The notifications carry the plugin context it starts in.
+        // SAFETY: notifier_main takes its argument as Box<Receiver<_>>.
+        let tid = unsafe { start_thread(c"rest notify", notifier_main, Box::new(rx)) }
+            .map_err(|status| format!("cannot start the notification thread ({status})"))?;
+        Ok(Notifier {
+            queue: Arc::new(Mutex::new(Some(tx))),
+            tid,
+        })
+    }
+
+    /// Closes the queue; the thread dispatches what it holds, then ends
+    /// and is joined.
+    fn stop(self) {
+        drop(self.queue.lock().take());
+        // SAFETY: `tid` is our joinable notifier thread, joined exactly
+        // once (this consumes the Notifier).
+        let status = unsafe { libc::pthread_join(self.tid, std::ptr::null_mut()) };
+        if status != 0 {
+            log::warn!("joining the notification thread failed ({status})");
+        }
+    }
+}
+
+/// The notifier's entry point (started by plugin_thread_create).
+unsafe extern "C" fn notifier_main(arg: *mut c_void) -> *mut c_void {
+    signals::block_in_this_thread();
+    // SAFETY: `arg` is the Box created in Notifier::start, handed to
+    // exactly this thread.
+    let rx = unsafe { Box::from_raw(arg.cast::<std::sync::mpsc::Receiver<Notification>>()) };
+    for n in rx.iter() {
+        match catch_unwind(AssertUnwindSafe(|| daemon::dispatch(&n))) {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => log::warn!("threshold notification for {}: {e}", n.plugin),
+            Err(_) => log::error!("threshold notification for {}: panicked", n.plugin),
+        }
+    }
+    std::ptr::null_mut()
 }
 
 fn stop_control_thread(app: &App, tid: libc::pthread_t) {
@@ -484,14 +555,20 @@ fn stop_control_thread(app: &App, tid: libc::pthread_t) {
 }
 
 /// Waits (up to `timeout`) until no thread of ours is left in the process:
-/// the control thread, the server thread, the HTTP runtime's threads and
-/// the Unix socket connection threads,
+/// the control thread, the notifier, the server thread, the HTTP runtime's
+/// threads and the connection threads,
 /// found by name in /proc/self/task. Err(names) if some are still there.
 fn threads_left(timeout: std::time::Duration) -> Result<(), Vec<String>> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let mut left = Vec::new();
-        for prefix in ["rest-http", "rest-server", "rest-conn", "rest control"] {
+        for prefix in [
+            "rest-http",
+            "rest-server",
+            "rest-conn",
+            "rest control",
+            "rest notify",
+        ] {
             match crate::readers::threads_named(std::path::Path::new("/proc/self/task"), prefix) {
                 Ok(tids) => left.extend(tids.into_iter().map(crate::readers::thread_name)),
                 Err(e) => return Err(vec![format!("(cannot read /proc/self/task: {e})")]),
@@ -514,11 +591,15 @@ unsafe extern "C" fn shutdown_cb() -> c_int {
             app,
             server,
             control_thread,
+            notifier,
         } = phase
         {
             app.control.begin_shutdown();
             server.stop();
             stop_control_thread(&app, control_thread);
+            // Write threads may still raise notifications: those after
+            // this are logged as not dispatched.
+            notifier.stop();
             match threads_left(std::time::Duration::from_secs(2)) {
                 Ok(()) => log::info!("REST API stopped; no thread of ours is left"),
                 Err(left) => log::warn!(

@@ -340,15 +340,31 @@ pub struct ValueStore {
     hasher: foldhash::fast::RandomState,
     /// The order of the last full read (see `sort_entries`).
     order: Mutex<Option<OrderCache>>,
-    /// Where the threshold notifications raised by values applied for a
-    /// write thread (see `Shard`) go.
+    /// Where threshold notifications go (see `emit`).
     event_sink: OnceLock<EventSink>,
     /// Values write threads left pending (see `Shard`).
     deferred: AtomicU64,
 }
 
-/// Takes threshold notifications raised by values that were applied after
-/// their write thread had returned.
+/// Pending values taken off a shard's list to be applied; whatever is
+/// left when this is dropped (a panic while applying) goes back on it.
+struct PutBack<'a> {
+    shard: &'a Shard,
+    rest: std::vec::IntoIter<Deferred>,
+}
+
+impl Drop for PutBack<'_> {
+    fn drop(&mut self) {
+        if !self.rest.as_slice().is_empty() {
+            let mut p = self.shard.pending.lock();
+            p.extend(self.rest.by_ref());
+            self.shard.has_pending.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes threshold notifications, called with the shard lock held that
+/// applied their value (see `ValueStore::emit`).
 pub type EventSink = Box<dyn Fn(Notification) + Send + Sync>;
 
 /// A full read's metrics in the order they were copied (shard by shard,
@@ -464,9 +480,9 @@ impl ValueStore {
         }
     }
 
-    /// Where the threshold notifications of values applied after their
-    /// write thread returned go (set once; without one they are logged and
-    /// dropped).
+    /// Where threshold notifications go (set once). Without one, a
+    /// write's notification is returned by `record`, and one raised by a
+    /// value applied after its write thread returned is logged and dropped.
     pub fn set_event_sink(&self, sink: EventSink) {
         if self.event_sink.set(sink).is_err() {
             log::warn!("the value store's event sink was set twice; the first one stays");
@@ -479,9 +495,29 @@ impl ValueStore {
         self.deferred.load(Ordering::Relaxed)
     }
 
+    /// A write's threshold notification goes to the event sink, if there
+    /// is one, while the shard lock that applied the value is held: the
+    /// sink sees one metric's notifications in the order its values were
+    /// applied, whether by their write thread or by a lock's holder.
+    /// Without a sink it is returned to the caller.
+    #[inline(always)]
+    fn emit(
+        &self,
+        (update, event): (Update, Option<Box<Notification>>),
+    ) -> (Update, Option<Box<Notification>>) {
+        match (event, self.event_sink.get()) {
+            (Some(n), Some(sink)) => {
+                sink(*n);
+                (update, None)
+            }
+            (event, _) => (update, event),
+        }
+    }
+
     /// Hands a threshold notification raised by a pending value to the
     /// event sink. Called with a shard lock held: the sink must not read or
-    /// write the store (the host's queues it for the control thread).
+    /// write the store, nor wait (the host's queues it for a thread of its
+    /// own).
     fn send_event(&self, n: Notification) {
         match self.event_sink.get() {
             Some(sink) => sink(n),
@@ -621,7 +657,13 @@ impl ValueStore {
             shard.has_pending.store(false, Ordering::Relaxed);
             std::mem::take(&mut *p)
         };
-        for d in items {
+        // Should applying one panic, the rest go back to the list (for the
+        // lock's next holder) instead of being lost with this frame.
+        let mut items = PutBack {
+            shard,
+            rest: items.into_iter(),
+        };
+        for d in items.rest.by_ref() {
             let vl = d.value_list();
             let id = d.name.identifier().as_bytes();
             if !d.counted {
@@ -723,7 +765,7 @@ impl ValueStore {
             inner.received += 1;
             inner.last_update = now;
             match inner.get_mut(hash, id) {
-                Some(e) if ds.same_types(&e.ds) => Some(self.apply(e, vl, now)),
+                Some(e) if ds.same_types(&e.ds) => Some(self.emit(self.apply(e, vl, now))),
                 Some(_) => {
                     // The type's data set changed (types.db reloaded): start over.
                     inner.remove(hash, id);
@@ -747,7 +789,7 @@ impl ValueStore {
             };
             if let Some(e) = inner.get_mut(hash, name.identifier().as_bytes()) {
                 if ds.same_types(&e.ds) {
-                    return self.apply(e, vl, now);
+                    return self.emit(self.apply(e, vl, now));
                 }
                 inner.remove(hash, name.identifier().as_bytes());
             }
@@ -764,7 +806,7 @@ impl ValueStore {
                 let seq = self.next_seq.fetch_add(1, Ordering::SeqCst);
                 entry.history.push(seq, entry.time, vl.values);
                 inner.insert(entry);
-                (Update::New, event)
+                self.emit((Update::New, event))
             }
         }
     }
@@ -1650,16 +1692,21 @@ mod tests {
         let g = ds("gauge", &[("value", DsType::Gauge)]);
         let f = ["h", "p", "", "gauge", ""];
         let (_, event) = s.record(&g, &vl(f, &[RawValue::gauge(1.0)], 100, 10));
-        assert!(event.is_none_or(|n| n.severity == crate::model::Severity::Okay));
+        assert!(event.is_none(), "with a sink, notifications go to it");
+        let before = sent.lock().len();
         let held = s.lock(s.shard(s.hash(b"h/p/gauge")));
         let r = on_another_thread(|| s.record(&g, &vl(f, &[RawValue::gauge(50.0)], 110, 10)));
         assert!(matches!(r, (Update::Deferred, None)));
-        assert!(sent.lock().is_empty());
+        assert_eq!(sent.lock().len(), before);
         drop(held);
+        // Back to okay, applied by its own write thread: after the warning.
+        let (_, event) = s.record(&g, &vl(f, &[RawValue::gauge(5.0)], 120, 10));
+        assert!(event.is_none());
         let sent = sent.lock();
-        assert_eq!(sent.len(), 1, "{sent:?}");
-        assert_eq!(sent[0].severity, crate::model::Severity::Warning);
-        assert_eq!(sent[0].plugin, "p");
+        let severities: Vec<_> = sent[before..].iter().map(|n| n.severity).collect();
+        use crate::model::Severity::{Okay, Warning};
+        assert_eq!(severities, [Warning, Okay], "{sent:?}");
+        assert!(sent.iter().all(|n| n.plugin == "p"));
     }
 
     /// Write threads and a reader at once: once they are done, nothing is
