@@ -13,6 +13,8 @@ pub const DEFAULT_NOTIFICATION_BUFFER_SIZE: usize = 1000;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1 << 20;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 pub const DEFAULT_CLIENT_TIMEOUT: f64 = 10.0;
+/// `BusyPoll` when none is given, in microseconds.
+pub const DEFAULT_BUSY_POLL_US: u64 = 50;
 /// `SocketPerms` when none is given: owner and group may connect.
 pub const DEFAULT_SOCKET_PERMS: u32 = 0o660;
 /// StateDir when none is configured: under collectd's BaseDir.
@@ -107,6 +109,9 @@ pub struct Config {
     pub client_timeout: f64,
     /// Requests per second one connection may make (0: no limit).
     pub rate_limit: f64,
+    /// Microseconds a connection thread polls for a quick client's next
+    /// request before it sleeps in read(2) (0: never polls).
+    pub busy_poll_us: u64,
     /// None: `<BaseDir>/rest`, decided at init when BaseDir is known.
     pub state_dir: Option<PathBuf>,
     pub history_size: usize,
@@ -134,6 +139,7 @@ impl Default for Config {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             client_timeout: DEFAULT_CLIENT_TIMEOUT,
             rate_limit: 0.0,
+            busy_poll_us: DEFAULT_BUSY_POLL_US,
             state_dir: None,
             history_size: DEFAULT_HISTORY_SIZE,
             notification_buffer_size: DEFAULT_NOTIFICATION_BUFFER_SIZE,
@@ -234,6 +240,8 @@ impl Config {
                     return Err(err(key, "must be 0 (no limit) or requests per second"));
                 }
                 cfg.rate_limit = n;
+            } else if is("BusyPoll") {
+                cfg.busy_poll_us = one_integer(item, 0, 1000)?;
             } else {
                 return Err(err(key, "unknown option"));
             }
@@ -705,6 +713,7 @@ mod tests {
             item("MaxConnections", vec![n(10.0)]),
             item("ClientTimeout", vec![n(2.5)]),
             item("RateLimit", vec![n(100.0)]),
+            item("BusyPoll", vec![n(0.0)]),
         ]))
         .unwrap();
         assert_eq!(
@@ -729,6 +738,8 @@ mod tests {
             (c.max_connections, c.client_timeout, c.rate_limit),
             (10, 2.5, 100.0)
         );
+        assert_eq!(c.busy_poll_us, 0);
+        assert_eq!(Config::default().busy_poll_us, DEFAULT_BUSY_POLL_US);
         // secrets never show in Debug
         let dbg = format!("{c:?}");
         assert!(!dbg.contains("s3cret") && !dbg.contains("\"pw\""), "{dbg}");

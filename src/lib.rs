@@ -32,6 +32,10 @@ pub mod http;
 #[path = "host/meta_list.rs"]
 mod meta_list;
 pub mod model;
+/// recv(2) without waiting, for the connection threads' busy poll; in
+/// unit-test builds too.
+#[path = "host/nowait.rs"]
+mod nowait;
 pub mod plugins;
 pub mod readers;
 pub mod rules;

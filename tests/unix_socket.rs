@@ -54,7 +54,10 @@ fn read_until(s: &mut impl Read, seen: &mut String, needle: &str) {
 
 /// One GET on an open keep-alive connection; the status and the body.
 fn get<S: Read + Write>(s: &mut S, path: &str) -> (u16, String) {
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    // In one write, as HTTP clients send a head: pieces would meet Nagle's
+    // algorithm on TCP.
+    let head = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
     let mut seen = String::new();
     read_until(s, &mut seen, "\r\n\r\n");
     let head_end = seen.find("\r\n\r\n").unwrap() + 4;
@@ -361,4 +364,76 @@ fn tcp_connections_share_the_threads_and_more_are_served() {
             .unwrap();
         s
     });
+}
+
+/// A /proc/PID/task/TID figure of one thread: `field` of its status file
+/// (voluntary_ctxt_switches), or its CPU time in ns (schedstat).
+fn thread_figure(pid: u32, tid: &str, field: &str) -> u64 {
+    let dir = format!("/proc/{pid}/task/{tid}");
+    if field == "cpu_ns" {
+        let s = std::fs::read_to_string(format!("{dir}/schedstat")).unwrap();
+        return s.split_whitespace().next().unwrap().parse().unwrap();
+    }
+    let s = std::fs::read_to_string(format!("{dir}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {s}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// BusyPoll on `s` (the only connection, so on the only connection
+/// thread): a client that asks again at once finds the thread polling
+/// (it sleeps for far fewer requests than it answers); a client that waits
+/// 5 ms between requests is waited for in read(2) at once (no 1 ms of
+/// polling after each answer).
+fn busy_poll_follows_the_client<S: Read + Write>(pid: u32, mut s: S) {
+    const N: u64 = 300;
+    assert_eq!(get(&mut s, "/v1/health").0, 200);
+    let tids = tids_named(pid, "rest-conn");
+    assert_eq!(tids.len(), 1, "{tids:?}");
+    let tid = &tids[0];
+    let switches = || thread_figure(pid, tid, "voluntary_ctxt_switches");
+    let before = switches();
+    for _ in 0..N {
+        assert_eq!(get(&mut s, "/v1/health").0, 200);
+    }
+    let slept = switches() - before;
+    assert!(
+        slept < N / 2,
+        "the thread slept {slept} times for {N} back-to-back requests"
+    );
+    // A slow client: the first slow gap ends the polling.
+    assert_eq!(get(&mut s, "/v1/health").0, 200);
+    std::thread::sleep(Duration::from_millis(5));
+    let cpu = thread_figure(pid, tid, "cpu_ns");
+    const SLOW: u64 = 40;
+    for _ in 0..SLOW {
+        assert_eq!(get(&mut s, "/v1/health").0, 200);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let used = Duration::from_nanos(thread_figure(pid, tid, "cpu_ns") - cpu);
+    // Polling 1 ms after each answer would be 40 ms.
+    assert!(
+        used < Duration::from_millis(SLOW / 2),
+        "the thread used {used:?} of CPU for {SLOW} requests 5 ms apart"
+    );
+}
+
+#[test]
+fn busy_poll_follows_the_client_on_the_unix_socket() {
+    let (c, sock, dir) = start("BusyPoll 1000");
+    busy_poll_follows_the_client(c.pid(), connect(&sock));
+    drop(c);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn busy_poll_follows_the_client_on_tcp() {
+    let c = Collectd::start(Setup::default().rest("BusyPoll 1000"));
+    let s = std::net::TcpStream::connect(("127.0.0.1", c.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    busy_poll_follows_the_client(c.pid(), s);
 }

@@ -222,7 +222,9 @@ async fn serve(
     on_thread_start: fn(),
 ) {
     let graceful = GracefulShutdown::new();
-    let threads = Arc::new(conn_thread::Threads::default());
+    let threads = Arc::new(conn_thread::Threads::new(Duration::from_micros(
+        app.config.busy_poll_us,
+    )));
     let tls = tls.map(tokio_rustls::TlsAcceptor::from);
     let slots = Arc::new(Semaphore::new(app.config.max_connections));
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::channel(64);
