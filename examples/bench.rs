@@ -102,10 +102,13 @@
 //!
 //! Before the sizes, the **transport floor**: threads of the benchmark
 //! itself answer every request with one fixed HTTP response (the size of a
-//! value list) on TCP loopback and on a Unix socket, doing nothing else,
-//! and the same client asks on one connection each (2 s each, interleaved
-//! slices). TCP / Unix of that do-nothing server bounds what any HTTP
-//! server on TCP can reach against GETVAL on this machine.
+//! value list) on TCP loopback and on a Unix socket, doing nothing else
+//! and sleeping in read(2) between requests, and the same client asks on
+//! one connection each (2 s each, interleaved slices). TCP / Unix of that
+//! do-nothing server bounds what a server that sleeps between requests
+//! (as unixsock does) can reach on TCP against GETVAL on this machine; the
+//! plugin's connection threads poll for a quick client's next request
+//! instead (`BusyPoll`), so they are not bound by it.
 //!
 //! # Part B, write path (B-write): collectd CPU per value, one size
 //!
@@ -1492,8 +1495,8 @@ fn part_b(sizes: &[usize]) {
     let ingest = ingest_ceiling();
     summary(&results, &write, &ingest);
     println!(
-        "  transport floor (a do-nothing responder, one connection): {:.0} req/s on TCP \
-         loopback, {:.0} on a Unix socket: TCP / Unix = {:.2}",
+        "  transport floor (a do-nothing responder that sleeps in read(2), one connection): \
+         {:.0} req/s on TCP loopback, {:.0} on a Unix socket: TCP / Unix = {:.2}",
         floor.0,
         floor.1,
         floor.0 / floor.1
@@ -1505,8 +1508,9 @@ fn part_b(sizes: &[usize]) {
 /// fixed HTTP response (about the size of one value list), one on TCP
 /// loopback and one on a Unix socket, and the same client as the
 /// single-value figures asks again and again, in interleaved slices. The
-/// ratio bounds what any HTTP server on TCP can reach against GETVAL,
-/// which runs on a Unix socket. Requests/s on (TCP, Unix).
+/// ratio bounds what a server that sleeps in read(2) between requests can
+/// reach on TCP against GETVAL, which runs on a Unix socket (and sleeps
+/// so). Requests/s on (TCP, Unix).
 fn transport_floor() -> (f64, f64) {
     use std::os::unix::net::UnixListener;
     const BODY: &str = "{\"values\":[0.5],\"dstypes\":[\"gauge\"],\"dsnames\":[\"value\"],\
@@ -1568,8 +1572,8 @@ fn transport_floor() -> (f64, f64) {
     let _ = std::fs::remove_dir_all(&dir);
     let r = (tn as f64 / tt, un as f64 / ut);
     println!(
-        "  transport floor: a do-nothing responder answers {:.0} req/s on TCP loopback and \
-         {:.0} on a Unix socket (one connection each; TCP / Unix = {:.2})",
+        "  transport floor: a do-nothing responder that sleeps in read(2) answers {:.0} req/s \
+         on TCP loopback and {:.0} on a Unix socket (one connection each; TCP / Unix = {:.2})",
         r.0,
         r.1,
         r.0 / r.1
