@@ -200,8 +200,8 @@ impl ShardInner {
 }
 
 /// How many times a write thread that finds its shard locked checks again
-/// (with a spin-loop hint between checks, about 1 µs in all) before it
-/// leaves its value to the lock's holder: enough for another write
+/// (with a spin-loop hint between checks: 0.05 to 0.6 µs in all, by CPU)
+/// before it leaves its value to the lock's holder: about another write
 /// thread's update, far less than a reader's batch.
 const SPINS: usize = 16;
 
