@@ -25,14 +25,15 @@
 //! ClientTimeout (SO_RCVTIMEO), which closes idle and slow connections as
 //! the header timeout does on the runtime's connections.
 //!
-//! Busy poll (`BusyPoll`, microseconds): a client that sent its last
-//! request within that time of the answer before it (a poller asking again
-//! and again) finds the thread still polling the socket with non-blocking
-//! reads after the next answer, for at most that long, instead of asleep
-//! in read(2). Each exchange then wakes one thread instead of two; on 2
-//! vCPUs that doubled the rate of one connection at the same CPU time per
-//! request. A client that was slower the last time is waited for in
-//! read(2) at once, so slow and idle clients cost no polling; and fewer
+//! Busy poll (`BusyPoll`, microseconds): a quick client (a poller asking
+//! again and again) finds the thread still polling the socket with
+//! non-blocking reads after an answer, for at most that long, instead of
+//! asleep in read(2). Each exchange then wakes one thread instead of two;
+//! on 2 vCPUs that raised the rate of one connection 1.4-2x. Which clients
+//! are quick is learnt (`Pace`): one whose request came through read(2)
+//! within twice the window of the answer before it; a poll that runs out
+//! makes the thread wait in read(2) for the next 2, 4, ... 64 requests
+//! before it tries again. Slow and idle clients cost no polling, and fewer
 //! threads than CPUs poll at once, so pollers never take every CPU.
 
 use std::collections::HashMap;
@@ -279,7 +280,7 @@ impl Threads {
                 scratch: vec![0; READ_CHUNK].into_boxed_slice(),
                 busy_poll,
                 answered: None,
-                quick: false,
+                pace: Pace::default(),
             };
             // The connection is forgotten however serving it ends (a
             // panic too): the handle kept for shutdown would keep it open.
@@ -448,9 +449,48 @@ pub struct ThreadIo {
     /// When the last bytes of an answer were written, until the next read
     /// (only when busy polling is on).
     answered: Option<Instant>,
-    /// Whether the client's last request came within the busy poll window
-    /// of the answer before it: then the next one is polled for.
-    quick: bool,
+    /// Whether the next request is polled for.
+    pace: Pace,
+}
+
+/// Whether a connection's thread polls for the client's next request (see
+/// BusyPoll), learnt from how the last ones came.
+#[derive(Default, Debug)]
+struct Pace {
+    /// Poll for the next request.
+    poll: bool,
+    /// Polls in a row that ran out before their request came.
+    misses: u32,
+    /// Requests still to wait for in read(2) before polling again.
+    backoff: u32,
+}
+
+impl Pace {
+    /// Requests to wait for in read(2) after the most misses in a row.
+    const MOST_BACKOFF: u32 = 64;
+
+    /// A request came through read(2), `gap` after the last answer. The
+    /// client is taken to be quick if that is within twice the window: the
+    /// gap measured so includes this thread's own wake-up, so a client
+    /// that would be caught by a poll can look slower than the window.
+    fn slept(&mut self, gap: Duration, window: Duration) {
+        self.backoff = self.backoff.saturating_sub(1);
+        self.poll = self.backoff == 0 && gap <= window * 2;
+    }
+
+    /// A poll found the request: keep polling.
+    fn caught(&mut self) {
+        self.misses = 0;
+    }
+
+    /// A poll ran out: wait in read(2) for the next 2, 4, ... up to 64
+    /// requests (this one included) before polling again, so that a
+    /// client just slower than the window costs little polling.
+    fn missed(&mut self) {
+        self.misses += 1;
+        self.backoff = (1 << self.misses.min(6)).min(Self::MOST_BACKOFF);
+        self.poll = false;
+    }
 }
 
 impl ThreadIo {
@@ -526,7 +566,7 @@ impl ThreadIo {
                     // How long the client took this time decides whether
                     // the next request is polled for.
                     if let Some(t) = self.answered.take() {
-                        self.quick = t.elapsed() <= self.busy_poll.window;
+                        self.pace.slept(t.elapsed(), self.busy_poll.window);
                     }
                     r
                 }
@@ -549,7 +589,7 @@ impl ThreadIo {
     /// so read(2) waits.
     fn poll_next(&mut self, dst: &mut [u8]) -> Option<std::io::Result<usize>> {
         let since = match self.answered {
-            Some(t) if self.quick => t,
+            Some(t) if self.pace.poll => t,
             _ => return None,
         };
         let _turn = self.busy_poll.enter()?;
@@ -561,10 +601,12 @@ impl ThreadIo {
                         || e.kind() == std::io::ErrorKind::Interrupted => {}
                 r => {
                     self.answered = None;
+                    self.pace.caught();
                     return Some(r);
                 }
             }
             if Instant::now() >= until {
+                self.pace.missed();
                 return None;
             }
             std::hint::spin_loop();
@@ -707,6 +749,48 @@ impl HttpBody for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pace_polls_for_quick_clients_and_backs_off_after_misses() {
+        let w = Duration::from_micros(50);
+        let us = Duration::from_micros;
+        let mut p = Pace::default();
+        assert!(!p.poll, "not before a client has shown its pace");
+        p.slept(us(5000), w);
+        assert!(!p.poll, "a slow client");
+        p.slept(us(80), w);
+        assert!(p.poll, "within twice the window: its own wake-up is in it");
+        p.caught();
+        assert!(p.poll);
+        // A miss: read(2) for this request and the next; then, if the
+        // client was quick, polling again.
+        p.missed();
+        assert!(!p.poll);
+        p.slept(us(60), w);
+        assert!(!p.poll, "backing off");
+        p.slept(us(60), w);
+        assert!(p.poll);
+        // Misses in a row back off longer, up to 64 requests.
+        let mut waited = Vec::new();
+        for _ in 0..8 {
+            p.missed();
+            let mut n = 0;
+            loop {
+                p.slept(us(60), w);
+                n += 1;
+                if p.poll {
+                    break;
+                }
+            }
+            waited.push(n);
+        }
+        assert_eq!(waited, [4, 8, 16, 32, 64, 64, 64, 64]);
+        p.caught();
+        p.missed();
+        p.slept(us(60), w);
+        p.slept(us(60), w);
+        assert!(p.poll, "a catch starts the backoff over");
+    }
 
     #[test]
     fn fewer_threads_than_cpus_poll_at_once() {
