@@ -206,26 +206,26 @@ fn start(mut config: Config) -> Result<Phase, String> {
     let notifier = Notifier::start()?;
     let queue = notifier.queue.clone();
     app.values.set_event_sink(Box::new(move |n| {
-        let plugin = n.plugin.clone();
-        let sent = match &*queue.lock() {
-            Some(tx) => tx.send(n).is_ok(),
-            None => false,
+        let unsent = match &*queue.lock() {
+            Some(tx) => tx.send(n).err().map(|e| e.0),
+            None => Some(n),
         };
-        if !sent {
+        if let Some(n) = unsent {
             log::warn!(
-                "threshold notification for {plugin}: not dispatched, the plugin is stopping"
+                "threshold notification for {}: not dispatched, the plugin is stopping",
+                n.plugin
             );
         }
     }));
 
-    register_callbacks(&app)?;
-    let control_thread = match start_control_thread(app.clone(), worker) {
-        Ok(t) => t,
-        Err(e) => {
-            notifier.stop();
-            return Err(e);
-        }
-    };
+    let control_thread =
+        match register_callbacks(&app).and_then(|()| start_control_thread(app.clone(), worker)) {
+            Ok(t) => t,
+            Err(e) => {
+                notifier.stop();
+                return Err(e);
+            }
+        };
     // For the signal handler and the filter-chain match, which get no
     // user_data of ours.
     let _ = APP.set(app.clone());
@@ -394,14 +394,10 @@ unsafe extern "C" fn write_cb(
         if app.info.fault_plugin.is_some() {
             app.info.fault_check(&String::from_utf8_lossy(vl.plugin));
         }
-        let (_, event) = app.values.record_id(&convert::HostDataSet(ds), &vl, id);
-        // Threshold notifications go to the notifier (the store's event
-        // sink); one comes back here only without a sink.
-        if let Some(n) = event {
-            if let Err(e) = daemon::dispatch(&n) {
-                log::warn!("threshold notification for {}: {e}", n.plugin);
-            }
-        }
+        // Threshold notifications go to the notifier: start() sets the
+        // store's event sink before it registers this callback, so none
+        // comes back here.
+        app.values.record_id(&convert::HostDataSet(ds), &vl, id);
         0
     })
 }

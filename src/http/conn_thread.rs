@@ -487,8 +487,8 @@ impl Pace {
     /// requests (this one included) before polling again, so that a
     /// client just slower than the window costs little polling.
     fn missed(&mut self) {
-        self.misses += 1;
-        self.backoff = (1 << self.misses.min(6)).min(Self::MOST_BACKOFF);
+        self.misses = self.misses.saturating_add(1);
+        self.backoff = 1 << self.misses.min(Self::MOST_BACKOFF.ilog2());
         self.poll = false;
     }
 }
@@ -581,9 +581,7 @@ impl ThreadIo {
             Err(e) => Poll::Ready(Err(e)),
         }
     }
-}
 
-impl ThreadIo {
     /// The busy poll: for a quick client, non-blocking reads for at most
     /// the window after the last answer. None: nothing came (or no poll),
     /// so read(2) waits.

@@ -512,7 +512,9 @@ impl ValueStore {
     }
 
     /// `emit` once there is a notification (rare: a threshold state
-    /// changed), out of the write path's inlined code.
+    /// changed), out of the write path's inlined code. Called with a shard
+    /// lock held: the sink must not read or write the store, nor wait (the
+    /// host's queues it for a thread of its own).
     #[cold]
     #[inline(never)]
     fn emit_now(&self, n: Box<Notification>) -> Option<Box<Notification>> {
@@ -522,20 +524,6 @@ impl ValueStore {
                 None
             }
             None => Some(n),
-        }
-    }
-
-    /// Hands a threshold notification raised by a pending value to the
-    /// event sink. Called with a shard lock held: the sink must not read or
-    /// write the store, nor wait (the host's queues it for a thread of its
-    /// own).
-    fn send_event(&self, n: Notification) {
-        match self.event_sink.get() {
-            Some(sink) => sink(n),
-            None => log::warn!(
-                "threshold notification for {} dropped: no event sink",
-                n.plugin
-            ),
         }
     }
 
@@ -695,8 +683,12 @@ impl ValueStore {
                     event
                 }
             };
-            if let Some(n) = event {
-                self.send_event(*n);
+            // Its write thread has returned: without a sink, nobody takes it.
+            if let Some(n) = event.and_then(|n| self.emit_now(n)) {
+                log::warn!(
+                    "threshold notification for {} dropped: no event sink",
+                    n.plugin
+                );
             }
         }
     }
