@@ -42,41 +42,62 @@ unsafe extern "C" fn matches(
         }
         // SAFETY: collectd passes a valid value list for this call.
         let vl = unsafe { &*vl };
-        // A fence's marker (crate::writers): park this write thread until
-        // the fence opens, then drop the marker.
-        if crate::writers::FENCE.is_active() || is_marker_plugin(&vl.plugin) {
-            if let Some(token) = crate::writers::marker_token(
-                &field(&vl.plugin),
-                &field(&vl.plugin_instance),
-                &field(&vl.type_instance),
-            ) {
-                crate::writers::FENCE.park(token, crate::writers::PARK_CAP);
-                return ffi::FC_MATCH_MATCHES as c_int;
-            }
-        }
-        let Some(app) = APP.get() else { return no };
-        // Both checks are one atomic load when nothing is held or listed.
-        let held = app.plugins.hold.is_active()
-            && app.plugins.hold.should_drop(&field(&vl.plugin), vl.time);
-        let drop = held
-            || (!app.blacklist.is_empty()
-                && crate::rules::blacklist::matches(
-                    &app.blacklist,
-                    [
-                        &field(&vl.host),
-                        &field(&vl.plugin),
-                        &field(&vl.plugin_instance),
-                        &field(&vl.type_),
-                        &field(&vl.type_instance),
-                    ],
-                ));
-        if drop {
-            ffi::FC_MATCH_MATCHES as c_int
-        } else {
+        // Nearly every value: no fence, not a marker, nothing held or
+        // listed; four loads, with the rest out of line so that this path
+        // saves no registers (callgrind: 35 instructions per value before).
+        let quiet = !crate::writers::FENCE.is_active()
+            && !is_marker_plugin(&vl.plugin)
+            && APP
+                .get()
+                .is_none_or(|app| !app.plugins.hold.is_active() && app.blacklist.is_empty());
+        if quiet {
             no
+        } else {
+            check(vl)
         }
     }))
     .unwrap_or(no)
+}
+
+/// `matches` for a value while a fence is up, plugins are held or the
+/// blacklist has rules.
+#[cold]
+#[inline(never)]
+fn check(vl: &ffi::value_list_t) -> c_int {
+    let no = ffi::FC_MATCH_NO_MATCH as c_int;
+    // A fence's marker (crate::writers): park this write thread until
+    // the fence opens, then drop the marker.
+    if crate::writers::FENCE.is_active() || is_marker_plugin(&vl.plugin) {
+        if let Some(token) = crate::writers::marker_token(
+            &field(&vl.plugin),
+            &field(&vl.plugin_instance),
+            &field(&vl.type_instance),
+        ) {
+            crate::writers::FENCE.park(token, crate::writers::PARK_CAP);
+            return ffi::FC_MATCH_MATCHES as c_int;
+        }
+    }
+    let Some(app) = APP.get() else { return no };
+    // Both checks are one atomic load when nothing is held or listed.
+    let held =
+        app.plugins.hold.is_active() && app.plugins.hold.should_drop(&field(&vl.plugin), vl.time);
+    let drop = held
+        || (!app.blacklist.is_empty()
+            && crate::rules::blacklist::matches(
+                &app.blacklist,
+                [
+                    &field(&vl.host),
+                    &field(&vl.plugin),
+                    &field(&vl.plugin_instance),
+                    &field(&vl.type_),
+                    &field(&vl.type_instance),
+                ],
+            ));
+    if drop {
+        ffi::FC_MATCH_MATCHES as c_int
+    } else {
+        no
+    }
 }
 
 /// Whether a value's plugin field is the markers' ("rest"): a late marker
