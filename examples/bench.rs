@@ -11,11 +11,11 @@
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
 //! `--part a|b|c|w|all` (default all; `w`: only part B's write-path and
-//! ingest figures, about 75 s). The report goes to stdout; progress
-//! lines go to stderr. The default run takes about 3.5-4 minutes: Part A
+//! ingest figures, about 90 s). The report goes to stdout; progress
+//! lines go to stderr. The default run takes about 4-4.5 minutes: Part A
 //! about 45 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
 //! to fill collectd, about 10-25 s per size, 4 s of single-value requests
-//! per size, then about 75 s for the write-path and ingest figures, which run
+//! per size, then about 90 s for the write-path and ingest figures, which run
 //! once, at 10000 metrics, whatever `--sizes` says). On a loaded machine the
 //! fill of 100000 metrics takes longer (53 s at a load average of 5, as
 //! dropped datagrams leave metrics to the next interval): then over 4 minutes.
@@ -158,8 +158,8 @@
 //! # Part B, ingest ceiling (B-ingest): one size
 //!
 //! The same kind of collectd without a writer (baseline) and with rest, a
-//! fresh one for each of 6 windows of 3 s, in the order B-R-R-B-B-R (so
-//! that a drift of the machine's load weighs on both alike).
+//! fresh one for each of 10 windows of 3 s, in the order B-R-R-B-B-R-R-B-B-R
+//! (so that a drift of the machine's load weighs on both alike).
 //! `collectd-tg -n 10000 -H 100 -p 20 -i 0.001` asks for 10 million values/s,
 //! i.e. it sends as fast as it can (most of a CPU; its CPU % is reported).
 //! collectd's network plugin queues what its receive thread reads faster than
@@ -173,11 +173,18 @@
 //! 2 CPUs the machine is saturated, so the ceiling is also a matter of how
 //! much CPU collectd gets. Reported per window, then the means (with their
 //! ranges), rest/baseline of the means (goal >= 0.95, i.e. within 5 %), and
-//! the mean ± standard error of rest/baseline over the 3 pairs of
+//! the mean ± standard error of rest/baseline over the 5 pairs of
 //! neighbouring windows (the verdict notes when the goal is within one
 //! standard error). A window whose receive queue did not grow is flagged:
 //! there collectd kept up with collectd-tg, so it did not measure a
-//! ceiling.
+//! ceiling. The windows vary by ±15 % on a shared 2-CPU machine, more than
+//! the effect sought, so a second figure predicts the ratio from CPU per
+//! value: collectd saturated is CPU-bound, so its ceiling goes as 1 / (its
+//! CPU per value); with c = the baseline windows' collectd CPU per value
+//! processed and m = rest's marginal CPU per value on the write threads
+//! (B-write, ± its standard error), the predicted ratio is c / (c + m). It
+//! assumes that rest's cost per value is the same flat out as at B-write's
+//! rate, and that the CPU rest takes is the CPU collectd loses.
 //!
 //! # Part B, summary
 //!
@@ -335,8 +342,8 @@ fn main() {
     }
     if part == Part::W {
         require_part_b_tools();
-        write_path();
-        ingest_ceiling();
+        let write = write_path();
+        ingest_ceiling(&write);
     }
 }
 
@@ -1492,7 +1499,7 @@ fn part_b(sizes: &[usize]) {
         results.push(run_size(n));
     }
     let write = write_path();
-    let ingest = ingest_ceiling();
+    let ingest = ingest_ceiling(&write);
     summary(&results, &write, &ingest);
     println!(
         "  transport floor (a do-nothing responder that sleeps in read(2), one connection): \
@@ -1719,6 +1726,12 @@ fn summary(results: &[SizeResult], write: &WriteResult, ingest: &IngestResult) {
         ingest.pairs.1,
         ingest.verdict()
     );
+    if let Some((p, sp)) = ingest.predicted {
+        println!(
+            "  ingest ceiling predicted from CPU per value (rest's marginal CPU on the write \
+             threads): {p:.3} ± {sp:.3}x"
+        );
+    }
     println!("  machine load at the end: {}", load_avg());
 }
 
@@ -2083,8 +2096,13 @@ const WRITE_CHUNKS: usize = 8;
 const WRITE_IDLE: Duration = Duration::from_secs(2);
 const INGEST_WINDOW: Duration = Duration::from_secs(3);
 /// The ingest windows, each on a fresh collectd: baseline (no writer) and
-/// rest, balanced (B-R-R-B-B-R) against a drift of the machine's load.
-const INGEST_ORDER: [Writer; 6] = [
+/// rest, balanced (B-R-R-B-B-R-R-B-B-R) against a drift of the machine's
+/// load.
+const INGEST_ORDER: [Writer; 10] = [
+    Writer::None,
+    Writer::Rest,
+    Writer::Rest,
+    Writer::None,
     Writer::None,
     Writer::Rest,
     Writer::Rest,
@@ -2620,6 +2638,8 @@ struct IngestResult {
     rest: f64,
     /// rest/baseline of neighbouring windows: (mean, standard error).
     pairs: (f64, f64),
+    /// The ratio predicted from CPU per value: (ratio, standard error).
+    predicted: Option<(f64, f64)>,
 }
 
 impl IngestResult {
@@ -2636,7 +2656,8 @@ impl IngestResult {
     }
 }
 
-fn ingest_ceiling() -> IngestResult {
+/// `write`: B-write's result, for the ceiling predicted from CPU per value.
+fn ingest_ceiling(write: &WriteResult) -> IngestResult {
     progress(&format!(
         "B-ingest: collectd-tg -n {WRITE_N} -i {FLAT_INTERVAL} (flat out)"
     ));
@@ -2667,6 +2688,8 @@ fn ingest_ceiling() -> IngestResult {
     );
     let (mut base, mut rest) = (Vec::new(), Vec::new());
     let mut all = Vec::new();
+    // The baseline windows' collectd CPU seconds and values processed.
+    let (mut base_cpu, mut base_values) = (0.0, 0.0);
     for writer in INGEST_ORDER {
         progress(&format!("B-ingest: {}", writer.name()));
         let lab = start_lab(writer);
@@ -2698,7 +2721,11 @@ fn ingest_ceiling() -> IngestResult {
         }
         match writer {
             Writer::Rest => rest.push(w.processed()),
-            _ => base.push(w.processed()),
+            _ => {
+                base.push(w.processed());
+                base_cpu += w.cpu;
+                base_values += w.processed() * w.secs;
+            }
         }
         all.push((writer, w.processed()));
     }
@@ -2720,10 +2747,17 @@ fn ingest_ceiling() -> IngestResult {
         / (pairs.len() as f64 - 1.0).max(1.0)
         / pairs.len() as f64)
         .sqrt();
+    // With collectd CPU-bound, its ceiling is inversely proportional to its
+    // CPU per value: c / (c + m), c the baseline's µs per value here, m
+    // rest's marginal µs per value on the write threads (B-write).
+    let c = base_cpu / base_values.max(1.0) * 1e6;
+    let (m, sm) = write.write_threads.rest;
+    let predicted = (c > 0.0).then(|| (c / (c + m), c * sm / (c + m).powi(2)));
     let r = IngestResult {
         base: mean(&base),
         rest: mean(&rest),
         pairs: (pm, pse),
+        predicted,
     };
     println!(
         "  mean: {:.0} values/s without rest ({}), {:.0} with rest ({}): {:.3}x; pairs of \
@@ -2739,5 +2773,12 @@ fn ingest_ceiling() -> IngestResult {
         r.verdict(),
         load_avg()
     );
+    if let Some((p, sp)) = r.predicted {
+        println!(
+            "  predicted from CPU per value (collectd CPU-bound, so its ceiling goes as 1 / CPU \
+             per value): {c:.2} µs of collectd CPU per value in the baseline windows, rest's \
+             marginal {m:.2} ± {sm:.2} µs per value (B-write, write threads): {p:.3} ± {sp:.3}"
+        );
+    }
     r
 }
