@@ -69,7 +69,7 @@ LoadPlugin rest
 <Plugin rest>
   Listen "127.0.0.1" "$api"
   # A history ring starts with room for 8 samples and grows (a few
-  # reallocations per metric in its first HistorySize updates; 20-100
+  # reallocations per metric in its first HistorySize updates; 18-103
   # instructions per value over the first minutes at the default 120).
   # A daemon that has run for HistorySize intervals no longer grows them:
   # rings that never grow count the steady state.

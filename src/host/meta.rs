@@ -9,10 +9,10 @@
 //! metric whose meta data changed).
 //!
 //! The comparison, done for every value, reads the list without taking the
-//! object's lock (about 60 instructions of the write path, a quarter of the
+//! object's lock (57 instructions of the write path, a quarter of the
 //! comparison, measured with callgrind): the object belongs to the thread
 //! that runs the write callback, so the lock would exclude nobody. In
-//! collectd 5.x a dispatched value list reaches the write callbacks as the
+//! collectd 5.12 (plugin.c) a dispatched value list reaches the write callbacks as the
 //! write queue's own copy (`plugin_value_list_clone` in plugin.c clones the
 //! meta data too), which one write thread dequeues, runs through the filter
 //! chains and every write callback in turn, and frees afterwards; a direct

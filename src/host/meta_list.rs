@@ -100,7 +100,8 @@ unsafe fn c_str_is(p: *const c_char, s: &[u8]) -> bool {
 ///
 /// # Safety
 /// `head` is NULL or the first entry of a list that is not changed or freed
-/// during the call (collectd's lock held).
+/// during the call (collectd's lock held, or a list that only this thread
+/// reaches: see `host::meta`).
 #[inline(always)]
 pub unsafe fn equals(head: *const Entry, same: &[(String, MetaValue)]) -> bool {
     let mut e = head;
