@@ -10,15 +10,17 @@
 //! ```
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
-//! `--part a|b|c|w|all` (default all; `w`: only part B's write-path and
-//! ingest figures, about 90 s). The report goes to stdout; progress
-//! lines go to stderr. The default run takes about 4-4.5 minutes: Part A
+//! `--part a|b|c|w|s|all` (default all; `w`: only part B's write-path,
+//! ingest and sampling figures, about 140 s; `s`: only the sampling
+//! figures, B-sample, about 50 s). The report goes to stdout; progress
+//! lines go to stderr. The default run takes about 5 minutes: Part A
 //! about 45 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
 //! to fill collectd, about 10-25 s per size, 4 s of single-value requests
-//! per size, then about 90 s for the write-path and ingest figures, which run
-//! once, at 10000 metrics, whatever `--sizes` says). On a loaded machine the
-//! fill of 100000 metrics takes longer (53 s at a load average of 5, as
-//! dropped datagrams leave metrics to the next interval): then over 4 minutes.
+//! per size, then about 140 s for the write-path, ingest and sampling
+//! figures, which run once, at 10000 metrics, whatever `--sizes` says). On a
+//! loaded machine the fill of 100000 metrics takes longer (53 s at a load
+//! average of 5, as dropped datagrams leave metrics to the next interval):
+//! then over 5 minutes.
 //!
 //! # Part A: the store alone, in this process
 //!
@@ -186,14 +188,45 @@
 //! assumes that rest's cost per value is the same flat out as at B-write's
 //! rate, and that the CPU rest takes is the CPU collectd loses.
 //!
+//! # Part B, sampling (B-sample): one size, perf
+//!
+//! CPU time per value differences between collectds are close to the noise
+//! of a shared machine (B-write, B-ingest); a sampling profiler splits ONE
+//! collectd's CPU between plugins instead, so both writers see the same
+//! values at the same moments. `perf record -e cpu-clock -F 999
+//! --call-graph dwarf,16384 -p PID -- sleep 20` (package linux-perf; a
+//! software clock, as virtual machines often lack hardware counters; DWARF
+//! call chains, as collectd and its plugins are built without frame
+//! pointers), then `perf script`: each sample goes to rest or to
+//! write_prometheus by the innermost frame of its call chain that is in
+//! rest.so or write_prometheus.so, so that what a plugin calls (libc, the
+//! allocator, the kernel for a futex) counts as the plugin's; the rest is
+//! collectd's own. Standard errors are over 10 slices of the 20 s.
+//!
+//! 1. **write path**: one collectd (network, unixsock, logfile) with BOTH
+//!    rest and write_prometheus, `collectd-tg -n 10000 -H 100 -p 20 -i
+//!    0.25` as in B-write; rest's samples / write_prometheus's, goal <= 0.5.
+//! 2. **ingest ceiling**: one collectd with rest only, collectd-tg flat out
+//!    as in B-ingest; rest's share s of collectd's samples. Flat out,
+//!    collectd is CPU-bound, so its ceiling goes as 1 / its CPU per value,
+//!    and with rest it is 1 - s of what it would be without (the CPU per
+//!    value c + m against c, s = m / (c + m)): goal 1 - s >= 0.95. It
+//!    assumes that what rest's samples cost would not be spent anyway; part
+//!    of it would: reading collectd's freshly copied meta data brings into
+//!    the write thread's cache what collectd's own meta_data_destroy fetches
+//!    after the write callbacks.
+//!
+//! Without perf (or if it fails), B-sample says why and reports nothing.
+//! `BENCH_PERF_KEEP=DIR` keeps the recordings in DIR, for `perf report -i`.
+//!
 //! # Part B, summary
 //!
 //! One row per figure (our /metrics, write_prometheus /metrics, their
 //! ratio; /v1/values and its ratio; /v1/metrics, LISTVAL and their ratio;
 //! the single-value requests/s and CPU µs/req of both and their ratio), one
 //! column per size, and the growth per 10x metrics ((last/first)^(1/decades)
-//! of the sizes run; 10 means linear in N). Then the B-write and B-ingest
-//! results (10000 metrics only) and the machine's load average. The machine
+//! of the sizes run; 10 means linear in N). Then the B-write, B-ingest and
+//! B-sample results (10000 metrics only) and the machine's load average. The machine
 //! is shared: compare the load averages printed at the start and end of
 //! Part B, B-write and B-ingest before trusting small differences.
 //!
@@ -247,14 +280,17 @@ enum Part {
     A,
     B,
     C,
-    /// Only part B's write-path and ingest figures (B-write, B-ingest).
+    /// Only part B's write-path and ingest figures (B-write, B-ingest,
+    /// B-sample).
     W,
+    /// Only B-sample.
+    S,
     All,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|c|w|all]"
+        "usage: cargo run --release --example bench -- [--sizes N,N,...] [--part a|b|c|w|s|all]"
     );
     std::process::exit(2)
 }
@@ -297,9 +333,10 @@ fn parse_args() -> (Vec<usize>, Part) {
                     "b" => Part::B,
                     "c" => Part::C,
                     "w" => Part::W,
+                    "s" => Part::S,
                     "all" => Part::All,
                     other => {
-                        eprintln!("--part: {other:?} is not a, b, c, w or all");
+                        eprintln!("--part: {other:?} is not a, b, c, w, s or all");
                         usage()
                     }
                 }
@@ -326,6 +363,7 @@ fn main() {
             Part::B => "b",
             Part::C => "c",
             Part::W => "w",
+            Part::S => "s",
             Part::All => "all",
         },
         cpus,
@@ -344,6 +382,11 @@ fn main() {
         require_part_b_tools();
         let write = write_path();
         ingest_ceiling(&write);
+        sampled();
+    }
+    if part == Part::S {
+        require_part_b_tools();
+        sampled();
     }
 }
 
@@ -1500,7 +1543,8 @@ fn part_b(sizes: &[usize]) {
     }
     let write = write_path();
     let ingest = ingest_ceiling(&write);
-    summary(&results, &write, &ingest);
+    let sample = sampled();
+    summary(&results, &write, &ingest, &sample);
     println!(
         "  transport floor (a do-nothing responder that sleeps in read(2), one connection): \
          {:.0} req/s on TCP loopback, {:.0} on a Unix socket: TCP / Unix = {:.2}",
@@ -1598,7 +1642,12 @@ fn load_avg() -> String {
 /// The final table: every per-size figure of Part B across the sizes, with
 /// its growth per 10x metrics (10 = linear in N), then the write-path and
 /// ingest figures (one size).
-fn summary(results: &[SizeResult], write: &WriteResult, ingest: &IngestResult) {
+fn summary(
+    results: &[SizeResult],
+    write: &WriteResult,
+    ingest: &IngestResult,
+    sample: &SampleResult,
+) {
     println!();
     println!("Summary (medians; ratio = ours / peer; growth = factor per 10x N, 10 = linear)");
     let mut head = format!("  {:<44}", "figure");
@@ -1731,6 +1780,20 @@ fn summary(results: &[SizeResult], write: &WriteResult, ingest: &IngestResult) {
             "  ingest ceiling predicted from CPU per value (rest's marginal CPU on the write \
              threads): {p:.3} ± {sp:.3}x"
         );
+    }
+    match &sample.ratio {
+        Ok((r, se)) => println!(
+            "  write path by sampling (perf, rest and write_prometheus in one collectd): rest / \
+             write_prometheus {r:.3} ± {se:.3} (goal <= 0.5)"
+        ),
+        Err(e) => println!("  write path by sampling: not measured ({e})"),
+    }
+    match &sample.ceiling {
+        Ok((c, se)) => println!(
+            "  ingest ceiling by sampling (1 - rest's share of collectd's CPU, flat out): \
+             {c:.3} ± {se:.3}x (goal >= 0.95)"
+        ),
+        Err(e) => println!("  ingest ceiling by sampling: not measured ({e})"),
     }
     println!("  machine load at the end: {}", load_avg());
 }
@@ -2120,6 +2183,8 @@ enum Writer {
     None,
     Prom,
     Rest,
+    /// write_prometheus and rest in the same collectd (B-sample).
+    Both,
 }
 
 impl Writer {
@@ -2128,7 +2193,16 @@ impl Writer {
             Writer::None => "baseline (no writer)",
             Writer::Prom => "write_prometheus",
             Writer::Rest => "rest",
+            Writer::Both => "rest + write_prometheus",
         }
+    }
+
+    fn prom(self) -> bool {
+        matches!(self, Writer::Prom | Writer::Both)
+    }
+
+    fn rest(self) -> bool {
+        matches!(self, Writer::Rest | Writer::Both)
     }
 }
 
@@ -2148,7 +2222,7 @@ fn start_lab(writer: Writer) -> Lab {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("create plugin dir");
     let mut load = vec!["logfile", "unixsock", "network"];
-    if writer == Writer::Prom {
+    if writer.prom() {
         load.push("write_prometheus");
     }
     for p in &load {
@@ -2156,11 +2230,17 @@ fn start_lab(writer: Writer) -> Lab {
         std::fs::copy(&src, plugins.join(format!("{p}.so")))
             .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
     }
-    if writer == Writer::Rest {
+    if writer.rest() {
         std::fs::copy(common::plugin_so(), plugins.join("rest.so")).expect("copy rest.so");
     }
     let udp = free_udp_port();
     let port = common::free_port();
+    // write_prometheus's port when rest has `port` too.
+    let prom_port = if writer == Writer::Both {
+        common::free_port()
+    } else {
+        port
+    };
     let d = dir.display();
     let mut conf = format!(
         "Hostname \"{host}\"\nFQDNLookup false\nBaseDir \"{d}\"\nPIDFile \"{d}/collectd.pid\"\n\
@@ -2174,21 +2254,25 @@ fn start_lab(writer: Writer) -> Lab {
         host = common::HOSTNAME,
         types = common::TYPES_DB,
     );
-    conf.push_str(&match writer {
+    if writer == Writer::None {
         // No writer at all would make collectd complain about every value;
         // a post-cache chain that stops instead keeps the cache update and
         // skips only the writing.
-        Writer::None => "PostCacheChain \"PostCache\"\n<Chain \"PostCache\">\n  Target \"stop\"\n\
-                         </Chain>\n"
-            .to_string(),
-        Writer::Prom => format!(
+        conf.push_str(
+            "PostCacheChain \"PostCache\"\n<Chain \"PostCache\">\n  Target \"stop\"\n</Chain>\n",
+        );
+    }
+    if writer.prom() {
+        conf.push_str(&format!(
             "LoadPlugin write_prometheus\n<Plugin write_prometheus>\n  Host \"127.0.0.1\"\n  \
-             Port \"{port}\"\n</Plugin>\n"
-        ),
-        Writer::Rest => format!(
+             Port \"{prom_port}\"\n</Plugin>\n"
+        ));
+    }
+    if writer.rest() {
+        conf.push_str(&format!(
             "LoadPlugin rest\n<Plugin rest>\n  Listen \"127.0.0.1\" \"{port}\"\n</Plugin>\n"
-        ),
-    });
+        ));
+    }
     let path = dir.join("collectd.conf");
     std::fs::write(&path, conf).expect("write collectd.conf");
     let c = Collectd::launch(Setup::default(), port, dir, &path);
@@ -2203,12 +2287,14 @@ fn start_lab(writer: Writer) -> Lab {
             getval(&sock, "network/total_values-dispatch-accepted")
         },
     );
-    let http = match writer {
-        Writer::Rest => Some("/v1/health"),
-        Writer::Prom => Some("/metrics"),
-        Writer::None => None,
-    };
-    if let Some(path) = http {
+    let mut http = Vec::new();
+    if writer.rest() {
+        http.push((port, "/v1/health"));
+    }
+    if writer.prom() {
+        http.push((prom_port, "/metrics"));
+    }
+    for (port, path) in http {
         common::wait_for(
             &format!("{} to answer {path}", writer.name()),
             Duration::from_secs(20),
@@ -2781,4 +2867,219 @@ fn ingest_ceiling(write: &WriteResult) -> IngestResult {
         );
     }
     r
+}
+
+/// B-sample: how long perf samples one collectd.
+const SAMPLE_TIME: Duration = Duration::from_secs(20);
+/// perf's sampling frequency (per CPU-second of collectd).
+const SAMPLE_FREQ: u32 = 999;
+/// Time slices of a recording, for the standard errors.
+const SAMPLE_SLICES: usize = 10;
+/// The shared objects whose code B-sample attributes samples to, as
+/// start_lab copies them into the lab's plugin directory.
+const SAMPLE_DSOS: [&str; 2] = ["/rest.so)", "/write_prometheus.so)"];
+
+/// One perf recording of a lab collectd, per time slice: samples of the
+/// whole process, and samples whose innermost frame in one of SAMPLE_DSOS
+/// is in rest.so (`rest`) or write_prometheus.so (`prom`).
+#[derive(Clone, Copy, Default)]
+struct Slice {
+    all: u64,
+    rest: u64,
+    prom: u64,
+}
+
+/// perf's sampling of `lab` for SAMPLE_TIME: `perf record -e cpu-clock`
+/// (a software clock, as virtual machines often have no hardware counters)
+/// with DWARF call chains (collectd and its plugins have no frame pointers),
+/// then `perf script`, each sample attributed by the innermost frame whose
+/// shared object is rest.so or write_prometheus.so: all the CPU a plugin's
+/// calls take, in the libraries it calls too (libc, the allocator, the
+/// kernel for a futex), counts as that plugin's. Err with the reason if perf
+/// is missing or fails.
+fn perf_slices(lab: &Lab) -> Result<Vec<Slice>, String> {
+    let data = lab.c.dir.join("perf.data");
+    let out = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "-F"])
+        .arg(SAMPLE_FREQ.to_string())
+        .args(["--call-graph", "dwarf,16384", "-p"])
+        .arg(lab.c.pid().to_string())
+        .arg("-o")
+        .arg(&data)
+        .args(["--", "sleep"])
+        .arg(SAMPLE_TIME.as_secs().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run perf ({e}); apt-get install linux-perf"))?;
+    if !out.status.success() || !data.exists() {
+        return Err(format!(
+            "perf record failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let mut child = Command::new("perf")
+        .args(["script", "--no-inline", "-F", "time,ip,dso", "-i"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run perf script: {e}"))?;
+    let stdout = child.stdout.take().ok_or("perf script: no stdout")?;
+    // (time, whose) of each sample: whose = Some(k) for SAMPLE_DSOS[k].
+    let mut samples: Vec<(f64, Option<usize>)> = Vec::new();
+    let mut open = false;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.map_err(|e| format!("reading perf script: {e}"))?;
+        if line.starts_with('\t') {
+            // A frame of the current sample's chain, innermost first.
+            if open {
+                let l = line.trim_end();
+                if let Some(k) = SAMPLE_DSOS.iter().position(|d| l.ends_with(d)) {
+                    if let Some(s) = samples.last_mut() {
+                        s.1 = Some(k);
+                    }
+                    open = false;
+                }
+            }
+        } else if let Some(t) = line.trim().strip_suffix(':') {
+            if let Ok(t) = t.trim().parse::<f64>() {
+                samples.push((t, None));
+                open = true;
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("perf script: {e}"))?;
+    // BENCH_PERF_KEEP=DIR keeps the recordings there, for perf report.
+    match std::env::var_os("BENCH_PERF_KEEP") {
+        Some(keep) => {
+            let to =
+                Path::new(&keep).join(format!("{}.perf.data", lab.writer.name().replace(' ', "")));
+            std::fs::rename(&data, &to)
+                .or_else(|_| std::fs::copy(&data, &to).map(|_| ()))
+                .map_err(|e| format!("keep {}: {e}", to.display()))?;
+            progress(&format!("perf recording kept in {}", to.display()));
+        }
+        None => {
+            let _ = std::fs::remove_file(&data);
+        }
+    }
+    if !status.success() {
+        return Err(format!("perf script failed ({status})"));
+    }
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Err("perf recorded no samples".into());
+    };
+    let (t0, span) = (first.0, (last.0 - first.0).max(1e-9));
+    let mut slices = vec![Slice::default(); SAMPLE_SLICES];
+    for (t, whose) in &samples {
+        let i = (((t - t0) / span * SAMPLE_SLICES as f64) as usize).min(SAMPLE_SLICES - 1);
+        let s = &mut slices[i];
+        s.all += 1;
+        match whose {
+            Some(0) => s.rest += 1,
+            Some(_) => s.prom += 1,
+            None => {}
+        }
+    }
+    Ok(slices)
+}
+
+/// Mean and standard error of `v`.
+fn mean_se(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n.max(1.0);
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, (var / n.max(1.0)).sqrt())
+}
+
+/// B-sample's figures, each Err with the reason it was not measured.
+struct SampleResult {
+    /// rest's samples / write_prometheus's, same collectd: (mean over the
+    /// slices, standard error).
+    ratio: Result<(f64, f64), String>,
+    /// 1 - rest's share of collectd's samples flat out: (mean, standard
+    /// error).
+    ceiling: Result<(f64, f64), String>,
+}
+
+/// Write path and ingest ceiling by sampling (see the header: B-sample).
+fn sampled() -> SampleResult {
+    println!();
+    println!(
+        "B-sample. perf record -e cpu-clock -F {SAMPLE_FREQ} --call-graph dwarf of one \
+         collectd for {:.0} s, each sample attributed by its innermost frame in rest.so or \
+         write_prometheus.so (what they call, libc, the allocator, the kernel, counts as \
+         theirs); ± = standard error over {SAMPLE_SLICES} slices of the recording",
+        SAMPLE_TIME.as_secs_f64()
+    );
+    let ratio = sample_lab(
+        Writer::Both,
+        WRITE_INTERVAL,
+        &format!(
+            "rest and write_prometheus in ONE collectd (network + unixsock), collectd-tg -n \
+             {WRITE_N} -H {WRITE_HOSTS} -p 20 -i {WRITE_INTERVAL}"
+        ),
+        |s| (s.prom > 0).then(|| s.rest as f64 / s.prom as f64),
+    );
+    match &ratio {
+        Ok((r, se)) => println!(
+            "  write path: rest's CPU / write_prometheus's, same values, same collectd: {r:.3} \
+             ± {se:.3} (goal <= 0.5: {})",
+            if *r <= 0.5 { "met" } else { "NOT met" }
+        ),
+        Err(e) => println!("  write path by sampling not measured: {e}"),
+    }
+    let ceiling = sample_lab(
+        Writer::Rest,
+        FLAT_INTERVAL,
+        &format!("rest alone (network + unixsock), collectd-tg flat out (-i {FLAT_INTERVAL})"),
+        |s| (s.all > 0).then(|| 1.0 - s.rest as f64 / s.all as f64),
+    );
+    match &ceiling {
+        Ok((c, se)) => println!(
+            "  ingest ceiling: collectd flat out is CPU-bound, so its ceiling with rest is 1 - \
+             rest's share of what it would be without: {c:.3} ± {se:.3} (goal >= 0.95: {})",
+            if *c >= 0.95 { "met" } else { "NOT met" }
+        ),
+        Err(e) => println!("  ingest ceiling by sampling not measured: {e}"),
+    }
+    SampleResult { ratio, ceiling }
+}
+
+/// A lab collectd with `writer` under collectd-tg at `interval`, sampled
+/// by perf (`perf_slices`) once warm; prints what the samples went to and
+/// returns the mean and standard error of `figure` over the slices.
+fn sample_lab(
+    writer: Writer,
+    interval: &str,
+    what: &str,
+    figure: impl Fn(&Slice) -> Option<f64>,
+) -> Result<(f64, f64), String> {
+    progress(&format!(
+        "B-sample: collectd with {}, collectd-tg -i {interval}, perf for {:.0} s",
+        writer.name(),
+        SAMPLE_TIME.as_secs_f64()
+    ));
+    let lab = start_lab(writer);
+    let t0 = Instant::now();
+    let _tg = start_tg(&lab, interval);
+    warm_up(&[&lab], t0, "sample");
+    let s = perf_slices(&lab)?;
+    let sum = |f: fn(&Slice) -> u64| s.iter().map(f).sum::<u64>();
+    let (all, rest, prom) = (sum(|s| s.all), sum(|s| s.rest), sum(|s| s.prom));
+    let pct = |x: u64| x as f64 / all.max(1) as f64 * 100.0;
+    println!(
+        "  {what}: {all} samples of collectd, rest {rest} ({:.2} %), write_prometheus {prom} \
+         ({:.2} %)",
+        pct(rest),
+        pct(prom)
+    );
+    let per: Vec<f64> = s.iter().filter_map(figure).collect();
+    if per.len() < 2 {
+        return Err(format!("too few samples in the slices ({all} in all)"));
+    }
+    Ok(mean_se(&per))
 }
