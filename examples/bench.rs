@@ -14,7 +14,7 @@
 //! ingest and sampling figures, about 140 s; `s`: only the sampling
 //! figures, B-sample, about 50 s). The report goes to stdout; progress
 //! lines go to stderr. The default run takes about 5 minutes: Part A
-//! about 45 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
+//! about 50 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
 //! to fill collectd, about 10-25 s per size, 4 s of single-value requests
 //! per size, then about 140 s for the write-path, ingest and sampling
 //! figures, which run once, at 10000 metrics, whatever `--sizes` says). On a
@@ -31,7 +31,11 @@
 //!    not seen, inserting N distinct metrics into an empty store (median and
 //!    best of several repetitions, a fresh store each time).
 //! 2. **update**: ns per `update` of a metric already present, N metrics
-//!    updated round-robin with increasing times for about 1 s.
+//!    updated round-robin with increasing times for about 1 s. Then
+//!    **A2r**, the same in a random order (a new shuffle each round; the
+//!    benchmark's copies of the names laid out in that order, so that its
+//!    own reads stay sequential): a metric's memory is then seldom in
+//!    cache, as on collectd's write path; best of 3 runs of about 1 s.
 //! 3. **writers vs a full read**: 100000 metrics; 2 writer threads update
 //!    them in a loop and time every single `update` with `Instant` (so the
 //!    ~20-40 ns of two clock reads are included). First 1.5 s with no
@@ -274,6 +278,67 @@ const RUNS: usize = 7;
 const COLLECTD_TG: &str = "/usr/bin/collectd-tg";
 const WRITE_PROMETHEUS_SO: &str = "/usr/lib/collectd/write_prometheus.so";
 const NETWORK_SO: &str = "/usr/lib/collectd/network.so";
+
+/// A2r: updates of N metrics in a random order (fixed seed), as collectd
+/// delivers values from many sources: the metric's memory is seldom in
+/// cache, so this is the update's cost when each one waits for memory (the
+/// write path flat out, B-sample). The names are copied in that order
+/// first, so that the benchmark's own reads of them are sequential and
+/// stay out of the figure. Best of 3 runs of about 1 s each (fewer
+/// updates per run at 100000 metrics: a run is whole rounds).
+fn update_random(ds: &DataSet, sizes: &[usize], all: &[Name]) {
+    println!("A2r. update in a random order: N metrics present, each round a new order, ~1 s");
+    println!("  {:>8}  {:>12}  {:>12}", "N", "ns/update", "updates");
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for &n in sizes {
+        progress(&format!("A2r: update {n} in a random order"));
+        let store = ValueStore::new(2, HISTORY);
+        fill(&store, ds, &all[..n]);
+        // Rounds of the same length, each a shuffle of all N names.
+        let rounds: Vec<Vec<Name>> = (0..4)
+            .map(|_| {
+                let mut order: Vec<usize> = (0..n).collect();
+                for i in (1..n).rev() {
+                    order.swap(i, rnd() as usize % (i + 1));
+                }
+                order
+                    .iter()
+                    .map(|&i| Name {
+                        host: all[i].host.clone(),
+                        plugin: all[i].plugin.clone(),
+                        type_instance: all[i].type_instance.clone(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let v = [RawValue::gauge(2.0)];
+        let mut time = 1u64;
+        let mut best = f64::MAX;
+        let mut total = 0u64;
+        for _ in 0..3 {
+            let (mut count, t0) = (0u64, Instant::now());
+            while t0.elapsed() < Duration::from_secs(1) {
+                for round in &rounds {
+                    time += 1;
+                    for name in round {
+                        let up = store.update(ds, vl(name, &v, time * INTERVAL));
+                        assert_eq!(up, Update::Updated, "A2r: not an update");
+                    }
+                    count += n as u64;
+                }
+            }
+            best = best.min(t0.elapsed().as_nanos() as f64 / count as f64);
+            total += count;
+        }
+        println!("  {n:>8}  {best:>12.0}  {total:>12}");
+    }
+}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Part {
@@ -642,6 +707,7 @@ fn part_a(sizes: &[usize], cpus: usize) {
         let ns = elapsed.as_nanos() as f64 / count as f64;
         println!("  {n:>8}  {ns:>12.0}  {count:>12}");
     }
+    update_random(&ds, sizes, &all);
 
     println!();
     println!(
