@@ -11,12 +11,12 @@
 //!
 //! Options: `--sizes N,N,...` (default 1000,10000,100000) and
 //! `--part a|b|c|w|s|all` (default all; `w`: only part B's write-path,
-//! ingest and sampling figures, about 140 s; `s`: only the sampling
-//! figures, B-sample, about 50 s). The report goes to stdout; progress
+//! ingest and sampling figures, about 160 s; `s`: only the sampling
+//! figures, B-sample, about 75 s). The report goes to stdout; progress
 //! lines go to stderr. The default run takes about 5 minutes: Part A
 //! about 50 s, Part C under 10 s, Part B the rest (waiting for collectd-tg
 //! to fill collectd, about 10-25 s per size, 4 s of single-value requests
-//! per size, then about 140 s for the write-path, ingest and sampling
+//! per size, then about 160 s for the write-path, ingest and sampling
 //! figures, which run once, at 10000 metrics, whatever `--sizes` says). On a
 //! loaded machine the fill of 100000 metrics takes longer (53 s at a load
 //! average of 5, as dropped datagrams leave metrics to the next interval):
@@ -209,7 +209,9 @@
 //!
 //! 1. **write path**: one collectd (network, unixsock, logfile) with BOTH
 //!    rest and write_prometheus, `collectd-tg -n 10000 -H 100 -p 20 -i
-//!    0.25` as in B-write; rest's samples / write_prometheus's, goal <= 0.5.
+//!    0.25` as in B-write, then a fresh one with `-n 1000 -H 10 -i 0.025`
+//!    (40000 values/s requested each); rest's samples / write_prometheus's,
+//!    goal <= 0.5.
 //! 2. **ingest ceiling**: one collectd with rest only, collectd-tg flat out
 //!    as in B-ingest; rest's share s of collectd's samples. Flat out,
 //!    collectd is CPU-bound, so its ceiling goes as 1 / its CPU per value,
@@ -1847,12 +1849,14 @@ fn summary(
              threads): {p:.3} ± {sp:.3}x"
         );
     }
-    match &sample.ratio {
-        Ok((r, se)) => println!(
-            "  write path by sampling (perf, rest and write_prometheus in one collectd): rest / \
-             write_prometheus {r:.3} ± {se:.3} (goal <= 0.5)"
-        ),
-        Err(e) => println!("  write path by sampling: not measured ({e})"),
+    for (n, r) in &sample.ratio {
+        match r {
+            Ok((r, se)) => println!(
+                "  write path by sampling at {n} metrics (perf, rest and write_prometheus in one \
+                 collectd): rest / write_prometheus {r:.3} ± {se:.3} (goal <= 0.5)"
+            ),
+            Err(e) => println!("  write path by sampling at {n} metrics: not measured ({e})"),
+        }
     }
     match &sample.ceiling {
         Ok((c, se)) => println!(
@@ -2281,9 +2285,17 @@ struct Lab {
     c: Collectd,
     udp: u16,
     writer: Writer,
+    /// The metrics collectd-tg sends it.
+    metrics: usize,
 }
 
+/// A lab for WRITE_N metrics.
 fn start_lab(writer: Writer) -> Lab {
+    start_lab_n(writer, WRITE_N)
+}
+
+/// A lab for collectd-tg's `metrics` metrics.
+fn start_lab_n(writer: Writer, metrics: usize) -> Lab {
     let dir = common::temp_dir("bench-write");
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins).expect("create plugin dir");
@@ -2371,7 +2383,12 @@ fn start_lab(writer: Writer) -> Lab {
             },
         );
     }
-    Lab { c, udp, writer }
+    Lab {
+        c,
+        udp,
+        writer,
+        metrics,
+    }
 }
 
 /// The first value GETVAL "testhost/`id`" answers (counters and derives as
@@ -2393,12 +2410,14 @@ fn getval(sock: &Path, id: &str) -> Option<f64> {
     line.trim_end().split_once('=')?.1.parse().ok()
 }
 
-fn tg_args(udp: u16, interval: &str) -> Vec<String> {
+/// collectd-tg's arguments for `n` metrics over n / 100 hosts (as
+/// run_size picks), sent to UDP port `udp` every `interval`.
+fn tg_args(udp: u16, interval: &str, n: usize) -> Vec<String> {
     [
         "-n",
-        &WRITE_N.to_string(),
+        &n.to_string(),
         "-H",
-        &WRITE_HOSTS.to_string(),
+        &(n / 100).max(1).to_string(),
         "-p",
         "20",
         "-i",
@@ -2557,26 +2576,29 @@ fn measure(labs: &[(&Lab, Option<u32>)], dur: Duration) -> Vec<Window> {
 /// Starts collectd-tg at `interval` against `lab`.
 fn start_tg(lab: &Lab, interval: &str) -> LoadGen {
     LoadGen::start(
-        &tg_args(lab.udp, interval),
+        &tg_args(lab.udp, interval, lab.metrics),
         120,
         &lab.c.dir.join("collectd-tg.stderr"),
     )
 }
 
-/// Waits until the cache of each of `labs` holds (nearly) all WRITE_N
-/// metrics and WARM_UP has passed since `t0` (when collectd-tg started).
+/// Waits until the cache of each of `labs` holds (nearly) all the metrics
+/// collectd-tg sends it and WARM_UP has passed since `t0` (when
+/// collectd-tg started).
 fn warm_up(labs: &[&Lab], t0: Instant, what: &str) {
     for lab in labs {
         let sock = lab.c.socket();
         // collectd-tg draws type instances at random: a rare duplicate
-        // identifier leaves fewer than WRITE_N distinct metrics.
+        // identifier leaves fewer distinct metrics.
+        let want = lab.metrics as f64 * 0.99;
         common::wait_for(
             &format!(
-                "{what}: collectd ({}) to hold {WRITE_N} metrics",
-                lab.writer.name()
+                "{what}: collectd ({}) to hold {} metrics",
+                lab.writer.name(),
+                lab.metrics
             ),
             Duration::from_secs(60),
-            || getval(&sock, "collectd-cache/cache_size").filter(|n| *n >= WRITE_N as f64 * 0.99),
+            || getval(&sock, "collectd-cache/cache_size").filter(|n| *n >= want),
         );
     }
     if let Some(rest) = WARM_UP.checked_sub(t0.elapsed()) {
@@ -2935,6 +2957,9 @@ fn ingest_ceiling(write: &WriteResult) -> IngestResult {
     r
 }
 
+/// B-sample's write-path figures: (metrics, collectd-tg's interval), each
+/// 40000 values/s requested.
+const SAMPLE_WRITE: [(usize, &str); 2] = [(WRITE_N, WRITE_INTERVAL), (1000, "0.025")];
 /// B-sample: how long perf samples one collectd.
 const SAMPLE_TIME: Duration = Duration::from_secs(20);
 /// perf's sampling frequency (per CPU-second of collectd).
@@ -3061,11 +3086,14 @@ fn mean_se(v: &[f64]) -> (f64, f64) {
     (mean, (var / n.max(1.0)).sqrt())
 }
 
+/// A mean and its standard error, or why it was not measured.
+type Measured = Result<(f64, f64), String>;
+
 /// B-sample's figures, each Err with the reason it was not measured.
 struct SampleResult {
-    /// rest's samples / write_prometheus's, same collectd: (mean over the
-    /// slices, standard error).
-    ratio: Result<(f64, f64), String>,
+    /// Per number of metrics: rest's samples / write_prometheus's, same
+    /// collectd: (mean over the slices, standard error).
+    ratio: Vec<(usize, Measured)>,
     /// 1 - rest's share of collectd's samples flat out: (mean, standard
     /// error).
     ceiling: Result<(f64, f64), String>,
@@ -3081,26 +3109,33 @@ fn sampled() -> SampleResult {
          theirs); ± = standard error over {SAMPLE_SLICES} slices of the recording",
         SAMPLE_TIME.as_secs_f64()
     );
-    let ratio = sample_lab(
-        Writer::Both,
-        WRITE_INTERVAL,
-        &format!(
-            "rest and write_prometheus in ONE collectd (network + unixsock), collectd-tg -n \
-             {WRITE_N} -H {WRITE_HOSTS} -p 20 -i {WRITE_INTERVAL}"
-        ),
-        |s| (s.prom > 0).then(|| s.rest as f64 / s.prom as f64),
-    );
-    match &ratio {
-        Ok((r, se)) => println!(
-            "  write path: rest's CPU / write_prometheus's, same values, same collectd: {r:.3} \
-             ± {se:.3} (goal <= 0.5: {})",
-            if *r <= 0.5 { "met" } else { "NOT met" }
-        ),
-        Err(e) => println!("  write path by sampling not measured: {e}"),
+    let mut ratio = Vec::new();
+    for (n, interval) in SAMPLE_WRITE {
+        let r = sample_lab(
+            Writer::Both,
+            interval,
+            n,
+            &format!(
+                "rest and write_prometheus in ONE collectd (network + unixsock), collectd-tg -n \
+                 {n} -H {} -p 20 -i {interval}",
+                (n / 100).max(1)
+            ),
+            |s| (s.prom > 0).then(|| s.rest as f64 / s.prom as f64),
+        );
+        match &r {
+            Ok((r, se)) => println!(
+                "  write path at {n} metrics: rest's CPU / write_prometheus's, same values, same \
+                 collectd: {r:.3} ± {se:.3} (goal <= 0.5: {})",
+                if *r <= 0.5 { "met" } else { "NOT met" }
+            ),
+            Err(e) => println!("  write path at {n} metrics by sampling not measured: {e}"),
+        }
+        ratio.push((n, r));
     }
     let ceiling = sample_lab(
         Writer::Rest,
         FLAT_INTERVAL,
+        WRITE_N,
         &format!("rest alone (network + unixsock), collectd-tg flat out (-i {FLAT_INTERVAL})"),
         |s| (s.all > 0).then(|| 1.0 - s.rest as f64 / s.all as f64),
     );
@@ -3121,6 +3156,7 @@ fn sampled() -> SampleResult {
 fn sample_lab(
     writer: Writer,
     interval: &str,
+    metrics: usize,
     what: &str,
     figure: impl Fn(&Slice) -> Option<f64>,
 ) -> Result<(f64, f64), String> {
@@ -3129,7 +3165,7 @@ fn sample_lab(
         writer.name(),
         SAMPLE_TIME.as_secs_f64()
     ));
-    let lab = start_lab(writer);
+    let lab = start_lab_n(writer, metrics);
     let t0 = Instant::now();
     let _tg = start_tg(&lab, interval);
     warm_up(&[&lab], t0, "sample");
